@@ -1,0 +1,39 @@
+# The two commands of the README's Quickstart. Each creates .venv on first use and installs
+# what it needs into it; later runs reuse it (reinstalling when pyproject.toml changes).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.run-deps: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test-deps: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+## run: the seed walkthrough (SEEDS.md), printing every step
+run: $(VENV)/.run-deps
+	$(BIN)/python examples/seed_walkthrough.py
+
+## test: lint, then the whole test suite (what CI runs)
+test: $(VENV)/.test-deps
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check . || true
+
+## bench: the benchmark suite (PyTorch: pip install torch==2.13.0 first, if you have it)
+bench: $(VENV)/.run-deps
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,29 @@
+"""tracegrad: PyTorch's eager autograd and JAX's transforms, compiled with Numba.
+
+>>> import tracegrad as tg
+>>> x = tg.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
+>>> out = ((2 * x + 1) ** 2).mean()
+>>> out
+tensor(75.6667, grad_fn=<MeanBackward0>)
+>>> out.backward()
+>>> x.grad
+tensor([[2.0000, 3.3333, 4.6667],
+        [6.0000, 7.3333, 8.6667]])
+"""
+
+from . import _tensor_methods  # attaches the math and shape methods to Tensor
+from . import autograd, ops
+from ._tensor_str import set_printoptions
+from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .autograd.functional import grad, hessian, jacobian, jacrev, jvp, value_and_grad, vjp
+from .autograd.gradcheck import GradcheckError, gradcheck, gradgradcheck
+from .creation import *  # noqa: F403
+from .creation import bool, float, float16, float32, float64, int32, int64
+from .functions import *  # noqa: F403
+from .functions import abs, all, any, max, min, pow, sum
+from .tensor import Device, Tensor
+
+device = Device
+dtype = type(float32)
+
+__version__ = "0.1.0"

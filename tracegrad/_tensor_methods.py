@@ -1,0 +1,87 @@
+"""Tensor's math and shape methods: `x.exp()`, `x.sum(dim)`, `x.reshape(2, 3)`, ...
+
+Each is the function of the same name in `tracegrad.functions`, bound as a method, so a
+method and the `tg.` function can never disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import functions as F
+from . import ops
+from .tensor import Tensor
+
+_SAME_NAME = (
+    "exp log log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid relu silu abs sign neg erf square "
+    "reciprocal isnan isfinite logical_not logical_and logical_or add sub mul div pow maximum "
+    "minimum eq ne lt le gt ge clamp clip matmul mm bmm dot sum mean prod amax amin max min "
+    "argmax argmin var std logsumexp softmax log_softmax all any reshape view flatten permute "
+    "transpose swapaxes unsqueeze squeeze expand split chunk unbind gather scatter_add "
+    "index_select clone multiply divide true_divide subtract"
+).split()
+
+for _name in _SAME_NAME:
+    setattr(Tensor, _name, getattr(F, _name))
+
+
+def _where(self: Tensor, condition: Any, y: Any) -> Tensor:
+    """`x.where(condition, y)`: x where condition holds, else y (as PyTorch)."""
+    return F.where(condition, self, y)
+
+
+def _expand_as(self: Tensor, other: Tensor) -> Tensor:
+    return F.expand(self, *other.shape)
+
+
+def _view_as(self: Tensor, other: Tensor) -> Tensor:
+    return F.view(self, *other.shape)
+
+
+def _reshape_as(self: Tensor, other: Tensor) -> Tensor:
+    return F.reshape(self, *other.shape)
+
+
+def _contiguous(self: Tensor) -> Tensor:
+    """Self when already C-contiguous, else a contiguous copy (gradients flow through)."""
+    return self if self._data.flags.c_contiguous else ops.copy(self)
+
+
+def _T(self: Tensor) -> Tensor:
+    return self if self.ndim < 2 else ops.permute(self, dims=tuple(reversed(range(self.ndim))))
+
+
+def _mT(self: Tensor) -> Tensor:
+    if self.ndim < 2:
+        raise ValueError(f"mT: tensor must have at least 2 dims, got shape {self.shape}")
+    return F.transpose(self, -2, -1)
+
+
+def _new(fill: Any) -> Any:
+    def method(self: Tensor, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+        from . import creation
+
+        return getattr(creation, fill)(
+            *size, dtype=dtype or self.dtype, requires_grad=requires_grad
+        )
+
+    return method
+
+
+def _new_tensor(self: Tensor, data: Any, dtype: Any = None, requires_grad: bool = False):
+    from . import creation
+
+    return creation.tensor(data, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+
+Tensor.where = _where
+Tensor.expand_as = _expand_as
+Tensor.view_as = _view_as
+Tensor.reshape_as = _reshape_as
+Tensor.contiguous = _contiguous
+Tensor.T = property(_T)
+Tensor.mT = property(_mT)
+Tensor.new_zeros = _new("zeros")
+Tensor.new_ones = _new("ones")
+Tensor.new_empty = _new("empty")
+Tensor.new_tensor = _new_tensor

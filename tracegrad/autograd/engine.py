@@ -1,0 +1,276 @@
+"""The reverse sweep: the one backward engine of tracegrad.
+
+`.backward()`, `tg.autograd.grad` and every functional transform (`grad`, `vjp`, `jacobian`,
+...) run `run_backward`: a topological sort of the `grad_fn` graph from the roots, then one
+reverse pass that calls each node's VJP rules (`ops.OpDef.vjp`) and sums cotangents per node.
+
+    y = 2*x**2 + 1                 AddBackward0 -> MulBackward0 -> PowBackward0 -> AccumulateGrad(x)
+    y.backward()                   g=1 -> g=1 -> g=2 -> g=2*2*x = 8 at x=2: x.grad = 8
+
+With `create_graph=True` the rules run with grad mode on, so the cotangents they produce have
+a graph of their own and can be differentiated again (higher order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import ops
+from ..tensor import Tensor, _as_tensor, unpack_out
+from .grad_mode import state
+from .node import FREED_MESSAGE, AccumulateGrad, Node
+
+
+def backward(
+    tensor: Tensor, gradient: Any, retain_graph: bool | None, create_graph: bool, inputs: Any
+) -> None:
+    grads = _make_grads([tensor], None if gradient is None else [gradient])
+    if retain_graph is None:
+        retain_graph = create_graph
+    if inputs is not None:
+        inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+        got = run_backward([tensor], grads, retain_graph, create_graph, inputs, True)
+        for t, g in zip(inputs, got):
+            if g is not None:
+                _accumulate_grad(t, g, create_graph)
+        return
+    run_backward([tensor], grads, retain_graph, create_graph)
+
+
+def grad(
+    outputs: Any,
+    inputs: Any,
+    grad_outputs: Any = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+) -> tuple:
+    """Gradients of `outputs` with respect to `inputs`, returned (not added to `.grad`).
+
+    >>> import tracegrad as tg
+    >>> x = tg.tensor(3.0, requires_grad=True)
+    >>> (dx,) = tg.autograd.grad(x**3, x, create_graph=True)
+    >>> dx, tg.autograd.grad(dx, x)[0]
+    (tensor(27., grad_fn=<MulBackward0>), tensor(18.))
+    """
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    single = isinstance(inputs, Tensor)
+    inputs = [inputs] if single else list(inputs)
+    if grad_outputs is not None:
+        grad_outputs = (
+            [grad_outputs] if isinstance(grad_outputs, (Tensor, np.ndarray)) else list(grad_outputs)
+        )
+    grads = _make_grads(outputs, grad_outputs)
+    if retain_graph is None:
+        retain_graph = create_graph
+    for t in inputs:
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise RuntimeError(
+                "One of the differentiated Tensors does not require grad: every input of "
+                "tg.autograd.grad must have requires_grad=True"
+            )
+    result = run_backward(outputs, grads, retain_graph, create_graph, inputs, allow_unused)
+    return tuple(result)
+
+
+def _make_grads(outputs: Sequence[Tensor], grad_outputs: Sequence[Any] | None) -> list:
+    if grad_outputs is not None and len(grad_outputs) != len(outputs):
+        raise RuntimeError(
+            f"grad_outputs has {len(grad_outputs)} entries but there are {len(outputs)} outputs"
+        )
+    grads = []
+    for i, out in enumerate(outputs):
+        if not out.requires_grad:
+            raise RuntimeError(
+                f"element {i} of tensors does not require grad and does not have a grad_fn. "
+                "Only tensors computed from a tensor with requires_grad=True can be "
+                "differentiated: create the input with tg.tensor(..., requires_grad=True), and "
+                "do not compute under tg.no_grad()."
+            )
+        g = None if grad_outputs is None else grad_outputs[i]
+        if g is None:
+            if out.numel() != 1:
+                raise RuntimeError(
+                    f"grad can be implicitly created only for scalar outputs, but this output "
+                    f"has shape {tuple(out.shape)}. Pass the gradient of the final result with "
+                    f"respect to it: out.backward(gradient=tg.ones_like(out)) sums the outputs"
+                )
+            g = Tensor._wrap(np.ones(out.shape, dtype=out.dtype))
+        else:
+            g = _as_tensor(g)
+            if tuple(g.shape) != tuple(out.shape):
+                raise RuntimeError(
+                    f"Mismatch in shape: grad_output[{i}] has a shape of {tuple(g.shape)} and "
+                    f"output[{i}] has a shape of {tuple(out.shape)}"
+                )
+            if g.dtype != out.dtype:
+                g = g.astype(out.dtype)
+        grads.append(g)
+    return grads
+
+
+def _root_node(t: Tensor) -> Node:
+    return t.grad_fn if t.grad_fn is not None else t._get_accumulator()
+
+
+def run_backward(
+    roots: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    retain_graph: bool,
+    create_graph: bool,
+    inputs: Sequence[Tensor] | None = None,
+    allow_unused: bool = False,
+) -> list:
+    """The reverse sweep. Without `inputs` it adds into leaves' `.grad` (backward); with
+    `inputs` it returns their gradients instead (autograd.grad)."""
+    root_nodes = [_root_node(t) for t in roots]
+
+    # 1. discover the graph and count, for every node, the edges that reach it
+    deps: dict[Node, int] = {}
+    seen = set(root_nodes)
+    stack = list(seen)
+    order = []
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        for nxt, _ in node.next_functions:
+            if nxt is None:
+                continue
+            deps[nxt] = deps.get(nxt, 0) + 1
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+
+    # 2. with `inputs`, only nodes that lead to one of them need their rules run
+    capture: dict[Node, list[int]] = {}
+    needed: set[Node] | None = None
+    if inputs is not None:
+        for i, t in enumerate(inputs):
+            capture.setdefault(_root_node(t), []).append(i)
+        needed = _needed(order, capture)
+
+    # 3. the sweep, in topological order (a node runs once every edge into it has delivered)
+    buffers: dict[Node, Any] = {}
+    for node, g in zip(root_nodes, grads):
+        _add_to(buffers, node, g)
+    results: list = [None] * (len(inputs) if inputs is not None else 0)
+    ready = [n for n in dict.fromkeys(root_nodes) if deps.get(n, 0) == 0]
+    prev = state.enabled
+    state.enabled = create_graph
+    try:
+        while ready:
+            node = ready.pop()
+            g = buffers.pop(node, None)
+            if node in capture:
+                for i in capture[node]:
+                    results[i] = g
+            if isinstance(node, AccumulateGrad):
+                if inputs is None and g is not None:
+                    _accumulate_grad(node.variable, g, create_graph)
+            elif g is not None and (needed is None or node in needed):
+                _run_node(node, g, buffers, needed, inputs is None)
+                if not retain_graph:
+                    node.release()
+            for nxt, _ in node.next_functions:
+                if nxt is not None:
+                    left = deps[nxt] - 1
+                    deps[nxt] = left
+                    if left == 0:
+                        ready.append(nxt)
+    finally:
+        state.enabled = prev
+
+    if inputs is not None and not allow_unused:
+        for i, r in enumerate(results):
+            if r is None:
+                raise RuntimeError(
+                    f"One of the differentiated Tensors (input {i}, shape "
+                    f"{tuple(inputs[i].shape)}) appears to not have been used in the graph. Set "
+                    "allow_unused=True if this is the desired behavior."
+                )
+    return results
+
+
+def _needed(order: list[Node], capture: dict) -> set[Node]:
+    """Nodes from which a captured node can be reached (reverse topological closure)."""
+    needed = set(capture)
+    # `order` is a DFS discovery order; iterate to a fixed point (graphs are DAGs, few rounds)
+    changed = True
+    while changed:
+        changed = False
+        for node in reversed(order):
+            if node in needed:
+                continue
+            if any(n is not None and n in needed for n, _ in node.next_functions):
+                needed.add(node)
+                changed = True
+    return needed
+
+
+def _run_node(node: Node, g: Tensor, buffers: dict, needed: set | None, keep_retained: bool):
+    if node.retained is not None and keep_retained:
+        t = node.retained()
+        if t is not None:
+            _accumulate_grad(t, g, state.enabled)
+    if node.freed:
+        raise RuntimeError(FREED_MESSAGE)
+    for i, cell, version in node.saved_versions:
+        if cell[0] != version:
+            _raise_modified(node, node.inputs[i], cell[0], version)
+    if node.out_version is not None and node.out_version[0] != node.out_saved_version:
+        _raise_modified(node, node.out_data, node.out_version[0], node.out_saved_version, True)
+    op = node.op
+    out = unpack_out(node) if node.out_data is not None else None
+    inputs = node.inputs
+    params = node.params
+    rules = op.vjp
+    for i, (nxt, _) in enumerate(node.next_functions):
+        if nxt is None or (needed is not None and nxt not in needed):
+            continue
+        if op.variadic:
+            gi = rules[0](g, out, *inputs, argnum=i, **params)
+        else:
+            gi = rules[i](g, out, *inputs, **params)
+        x = inputs[i]
+        if gi.shape != x.shape:
+            raise RuntimeError(
+                f"internal error: the VJP rule of {op.name} for input {i} returned shape "
+                f"{tuple(gi.shape)}, expected {tuple(x.shape)}"
+            )
+        if gi.dtype != x.dtype:
+            gi = ops.astype(gi, dtype=x.dtype)
+        _add_to(buffers, nxt, gi)
+
+
+def _add_to(buffers: dict, node: Node, g: Tensor) -> None:
+    prev = buffers.get(node)
+    buffers[node] = g if prev is None else ops.add(prev, g)
+
+
+def _accumulate_grad(t: Tensor, g: Tensor, create_graph: bool) -> None:
+    """Add `g` into `t.grad`. Without create_graph `.grad` owns its buffer and later calls add
+    into it in place (the same tensor object stays `.grad`, as PyTorch)."""
+    if create_graph:
+        t.grad = g if t.grad is None else ops.add(t.grad, g)
+        return
+    if t.grad is None:
+        t.grad = Tensor._wrap(np.array(g._data, dtype=t.dtype, copy=True))
+    elif t.grad.grad_fn is None and t.grad._data.flags.writeable and t.grad.shape == g.shape:
+        np.add(t.grad._data, g._data, out=t.grad._data, casting="unsafe")
+        t.grad._version[0] += 1
+    else:
+        t.grad = Tensor._wrap(np.asarray(t.grad._data + g._data, dtype=t.dtype))
+
+
+def _raise_modified(node: Node, saved: Any, now: int, expected: int, is_output: bool = False):
+    shape = list(np.shape(saved._data if isinstance(saved, Tensor) else saved))
+    what = "output 0 of " + node.name() if is_output else "an input of " + node.name()
+    raise RuntimeError(
+        "one of the variables needed for gradient computation has been modified by an inplace "
+        f"operation: [tensor of shape {shape}], which is {what}, is at version {now}; expected "
+        f"version {expected} instead. Hint: do the in-place change after backward(), or use an "
+        "out-of-place op (x = x + 1 instead of x += 1)."
+    )

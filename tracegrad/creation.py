@@ -1,0 +1,230 @@
+"""Creating tensors: `tg.tensor`, `tg.zeros`, `tg.rand`, ... with PyTorch's signatures and
+default dtypes (float32 for floating data, int64 for integers)."""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+import numpy as np
+
+from .tensor import Tensor, _check_device, _to_array
+
+float32 = np.dtype(np.float32)
+float64 = np.dtype(np.float64)
+float16 = np.dtype(np.float16)
+int64 = np.dtype(np.int64)
+int32 = np.dtype(np.int32)
+int16 = np.dtype(np.int16)
+int8 = np.dtype(np.int8)
+uint8 = np.dtype(np.uint8)
+bool = np.dtype(np.bool_)  # noqa: A001 - tg.bool, as torch.bool
+float = float32  # noqa: A001 - torch.float
+double = float64
+long = int64
+half = float16
+
+
+_rng = np.random.default_rng()
+
+
+def manual_seed(seed: int) -> np.random.Generator:
+    """Seed tracegrad's random number generator (tg.rand, tg.randn, dropout, init)."""
+    global _rng
+    _rng = np.random.default_rng(int(seed))
+    return _rng
+
+
+def generator() -> np.random.Generator:
+    return _rng
+
+
+def _finish(arr: np.ndarray, requires_grad: bool, device: Any) -> Tensor:
+    if device is not None:
+        _check_device(device)
+    t = Tensor._wrap(arr)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def _size(args: tuple, fn: str) -> tuple:
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        args = tuple(args[0])
+    for a in args:
+        if not isinstance(a, (int, np.integer)) or a < 0:
+            raise ValueError(f"{fn}: sizes must be non-negative ints, got {args}")
+    return tuple(int(a) for a in args)
+
+
+def _dtype(dtype: Any, default: np.dtype = float32) -> np.dtype:
+    return default if dtype is None else np.dtype(dtype)
+
+
+def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A new tensor holding a copy of `data` (numbers, nested lists, arrays, tensors).
+
+    >>> import tracegrad as tg
+    >>> tg.tensor([[1.0, 2.0], [3.0, 4.0]])
+    tensor([[1., 2.],
+            [3., 4.]])
+    """
+    return _finish(_to_array(data, dtype), requires_grad, device)
+
+
+def as_tensor(data: Any, dtype: Any = None) -> Tensor:
+    """Like `tensor`, but shares memory with a numpy array or tensor when it can."""
+    if isinstance(data, Tensor) and (dtype is None or np.dtype(dtype) == data.dtype):
+        return data
+    if isinstance(data, np.ndarray) and (dtype is None or np.dtype(dtype) == data.dtype):
+        return Tensor._wrap(data)
+    return tensor(data, dtype)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A tensor sharing memory with `array`: changes to one show in the other."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected np.ndarray, got {type(array).__name__}")
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"from_numpy: unsupported dtype {array.dtype}")
+    return Tensor._wrap(array)
+
+
+def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return _finish(np.zeros(_size(size, "zeros"), _dtype(dtype)), requires_grad, device)
+
+
+def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return _finish(np.ones(_size(size, "ones"), _dtype(dtype)), requires_grad, device)
+
+
+def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return _finish(np.empty(_size(size, "empty"), _dtype(dtype)), requires_grad, device)
+
+
+def full(
+    size: Any, fill_value: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
+    if dtype is None:
+        dtype = _to_array(fill_value, None).dtype
+    return _finish(
+        np.full(_size((size,), "full"), fill_value, np.dtype(dtype)), requires_grad, device
+    )
+
+
+def arange(
+    start: Any,
+    end: Any = None,
+    step: Any = 1,
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
+    """Values from start (default 0) to end (exclusive) by step; int64 unless a bound is a
+    float, then float32."""
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        floating = any(isinstance(v, (np.floating, builtins.float)) for v in (start, end, step))
+        dtype = float32 if floating else int64
+    return _finish(np.arange(start, end, step).astype(dtype), requires_grad, device)
+
+
+def linspace(
+    start: Any,
+    end: Any,
+    steps: int,
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
+    return _finish(np.linspace(start, end, steps).astype(_dtype(dtype)), requires_grad, device)
+
+
+def eye(
+    n: int,
+    m: int | None = None,
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
+    return _finish(np.eye(n, m, dtype=_dtype(dtype)), requires_grad, device)
+
+
+def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Uniform samples in [0, 1)."""
+    arr = _rng.random(_size(size, "rand"), dtype=np.float64).astype(_dtype(dtype))
+    return _finish(arr, requires_grad, device)
+
+
+def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples."""
+    arr = _rng.standard_normal(_size(size, "randn")).astype(_dtype(dtype))
+    return _finish(arr, requires_grad, device)
+
+
+def randint(
+    low: int, high: Any = None, size: Any = None, dtype: Any = None, device: Any = None
+) -> Tensor:
+    """Integers in [low, high); `randint(high, size)` starts at 0, as PyTorch."""
+    if size is None:
+        low, high, size = 0, low, high
+    if size is None:
+        raise TypeError("randint: size is required, e.g. tg.randint(0, 10, (3,))")
+    arr = _rng.integers(low, high, size=_size((size,), "randint")).astype(_dtype(dtype, int64))
+    return _finish(arr, False, device)
+
+
+def randperm(n: int, dtype: Any = None) -> Tensor:
+    return _finish(_rng.permutation(n).astype(_dtype(dtype, int64)), False, None)
+
+
+def _like(x: Any, dtype: Any) -> tuple:
+    return tuple(x.shape), (x.dtype if dtype is None else np.dtype(dtype))
+
+
+def zeros_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+    shape, dt = _like(input, dtype)
+    return _finish(np.zeros(shape, dt), requires_grad, None)
+
+
+def ones_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+    shape, dt = _like(input, dtype)
+    return _finish(np.ones(shape, dt), requires_grad, None)
+
+
+def empty_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+    shape, dt = _like(input, dtype)
+    return _finish(np.empty(shape, dt), requires_grad, None)
+
+
+def full_like(
+    input: Any,
+    fill_value: Any,
+    dtype: Any = None,
+    requires_grad: bool = False,  # noqa: A002
+) -> Tensor:
+    shape, dt = _like(input, dtype)
+    return _finish(np.full(shape, fill_value, dt), requires_grad, None)
+
+
+def rand_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+    shape, dt = _like(input, dtype)
+    return rand(*shape, dtype=dt, requires_grad=requires_grad)
+
+
+def randn_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+    shape, dt = _like(input, dtype)
+    return randn(*shape, dtype=dt, requires_grad=requires_grad)
+
+
+__all__ = [
+    name
+    for name, value in list(globals().items())
+    if not name.startswith("_")
+    and (
+        callable(value)
+        and getattr(value, "__module__", None) == __name__
+        or isinstance(value, np.dtype)
+    )
+]

@@ -1,0 +1,302 @@
+"""The op table's machinery: `OpDef`, abstract values, dtype promotion, `unbroadcast`.
+
+An op is one `OpDef`: its numpy `forward`, its shape/dtype rule (`abstract`), one VJP rule per
+input and, for elementwise ops, a scalar lowering template. Everything that runs an op (eager
+dispatch in `tensor.py`, the tracer, the reference interpreter) reads it from here.
+
+This package imports nothing else of tracegrad's. Calling an `OpDef` (`mul(x, y)`) goes through
+`hooks.dispatch`, which the Tensor layer installs when it is imported; that keeps the op table at
+the bottom of the dependency graph while VJP rules are still written with tracegrad ops::
+
+    mul = defop("mul", ..., vjp=(lambda g, out, x, y: mul(g, y),
+                                 lambda g, out, x, y: mul(g, x)))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+Shape = tuple[int, ...]
+
+
+class Hooks:
+    """Filled in by `tracegrad.tensor`: how to run an op on Tensors."""
+
+    dispatch: Callable[..., Any] | None = None
+
+
+hooks = Hooks()
+
+
+# --------------------------------------------------------------------------------------------
+# abstract values
+
+
+class Aval:
+    """Shape and dtype of an array whose data is not needed (or not known yet)."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape: Shape, dtype: np.dtype) -> None:
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Aval) and (self.shape, self.dtype) == (other.shape, other.dtype)
+
+    def __hash__(self) -> int:
+        return hash((self.shape, self.dtype))
+
+    def __repr__(self) -> str:
+        return f"{short_dtype(self.dtype)}{list(self.shape)}".replace(" ", "")
+
+
+_SHORT = {"float32": "f32", "float64": "f64", "int64": "i64", "int32": "i32", "bool": "bool"}
+
+
+def short_dtype(dtype: np.dtype) -> str:
+    return _SHORT.get(np.dtype(dtype).name, np.dtype(dtype).name)
+
+
+def is_scalar(x: Any) -> bool:
+    """A Python (or numpy) number: an op input that is a literal, not an array."""
+    return isinstance(x, (bool, int, float, np.generic))
+
+
+# --------------------------------------------------------------------------------------------
+# dtypes and promotion (PyTorch's rules)
+#
+# Categories order bool < integer < floating. Within one category the wider type wins. Across
+# categories the higher category wins *and keeps its own width* (int64 + float32 -> float32,
+# where numpy says float64). Zero-dim arrays only decide the result when they are of a higher
+# category than every dimensioned input; Python numbers likewise, and then they bring the
+# default type of their category (float32, int64). So float32_tensor * 2.0 stays float32.
+
+DEFAULT_FLOAT = np.dtype(np.float32)
+DEFAULT_INT = np.dtype(np.int64)
+BOOL = np.dtype(np.bool_)
+
+
+def category(dtype: np.dtype) -> int:
+    kind = dtype.kind
+    if kind == "b":
+        return 0
+    if kind in "iu":
+        return 1
+    if kind == "f":
+        return 2
+    raise TypeError(
+        f"tracegrad: unsupported dtype {dtype}; use float32, float64, int64, int32 or bool"
+    )
+
+
+def _scalar_category(x: Any) -> int:
+    if isinstance(x, (bool, np.bool_)):
+        return 0
+    if isinstance(x, (int, np.integer)):
+        return 1
+    return 2
+
+
+_CATEGORY_DEFAULT = (BOOL, DEFAULT_INT, DEFAULT_FLOAT)
+_promote_cache: dict[tuple[np.dtype, np.dtype], np.dtype] = {}
+
+
+def promote(a: np.dtype | None, b: np.dtype) -> np.dtype:
+    if a is None or a == b:
+        return b
+    key = (a, b)
+    hit = _promote_cache.get(key)
+    if hit is None:
+        ca, cb = category(a), category(b)
+        if ca != cb:
+            hit = a if ca > cb else b
+        else:
+            hit = np.promote_types(a, b)
+        _promote_cache[key] = hit
+    return hit
+
+
+def result_type(*xs: Any) -> np.dtype:
+    """The dtype of an elementwise op over arrays/avals and Python numbers, as PyTorch does it."""
+    dim = None
+    zero = None
+    scalar_cat = -1
+    for x in xs:
+        if is_scalar(x):
+            scalar_cat = max(scalar_cat, _scalar_category(x))
+        elif x.ndim > 0:
+            dim = promote(dim, x.dtype)
+        else:
+            zero = promote(zero, x.dtype)
+    res = dim
+    if zero is not None and (res is None or category(zero) > category(res)):
+        res = zero
+    if scalar_cat >= 0 and (res is None or scalar_cat > category(res)):
+        res = _CATEGORY_DEFAULT[scalar_cat]
+    return res
+
+
+def float_type(dtype: np.dtype) -> np.dtype:
+    """Floating ops (exp, sqrt, true division) on integers or bools give the default float."""
+    return dtype if dtype.kind == "f" else DEFAULT_FLOAT
+
+
+def aval_of(x: Any) -> Any:
+    """Arrays and avals keep shape and dtype; Python numbers stay as they are."""
+    if is_scalar(x):
+        return x
+    return Aval(x.shape, x.dtype)
+
+
+def shape_of(x: Any) -> Shape:
+    return () if is_scalar(x) else tuple(x.shape)
+
+
+# --------------------------------------------------------------------------------------------
+# OpDef and the table
+
+
+@dataclass(eq=False)
+class OpDef:
+    """One primitive: everything tracegrad knows about it, in one place.
+
+    name      -- the name on the tape (`mul`)
+    forward   -- numpy implementation: forward(*arrays_or_numbers, **params) -> ndarray
+    abstract  -- shape/dtype rule: abstract(*avals_or_numbers, **params) -> Aval; raises a
+                 ValueError naming the op and the shapes when the inputs do not fit
+    vjp       -- one rule per input: rule(g, out, *inputs, **params) -> cotangent of that input,
+                 written with tracegrad ops; `None` where the input has no gradient
+    saves     -- which inputs the VJP rules read (the rest are handed to them as `Aval`s)
+    saves_out -- whether the VJP rules read `out`
+    grad_name -- the PyTorch name of the backward node (`MulBackward0`), or a callable of the
+                 op's inputs that picks one (pow by a number vs pow by a tensor)
+    kind      -- elementwise | reduce | shape | index | matmul | creation: how fusion treats it
+    lower     -- scalar expression template for fused loops (`"({0} * {1})"`), elementwise only
+    out_dtype -- fast dtype rule for eager mode (the forward's result is cast to it); None when
+                 numpy's result dtype is already right
+    variadic  -- takes any number of inputs (cat); its single VJP rule gets `argnum=i`
+    """
+
+    name: str
+    forward: Callable[..., np.ndarray]
+    abstract: Callable[..., Aval]
+    vjp: tuple[Callable[..., Any] | None, ...] | None = None
+    saves: tuple[int, ...] = ()
+    saves_out: bool = False
+    grad_name: str | Callable[..., str] = ""
+    kind: str = "elementwise"
+    lower: str | None = None
+    out_dtype: Callable[..., np.dtype] | None = None
+    variadic: bool = False
+
+    def __call__(self, *args: Any, **params: Any) -> Any:
+        return hooks.dispatch(self, args, params)
+
+    @property
+    def differentiable(self) -> bool:
+        return self.vjp is not None and any(r is not None for r in self.vjp)
+
+    def __repr__(self) -> str:
+        return f"<op {self.name}>"
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def defop(name: str, **fields: Any) -> OpDef:
+    if name in OPS:
+        raise ValueError(f"op {name!r} is defined twice")
+    op = OpDef(name=name, **fields)
+    if not op.grad_name:
+        op.grad_name = "".join(p.capitalize() for p in name.split("_")) + "Backward0"
+    OPS[name] = op
+    return op
+
+
+def shape_error(op: str, msg: str, *shapes: Any, fix: str = "") -> ValueError:
+    shown = ", ".join(str(tuple(s)) for s in shapes)
+    text = f"{op}: {msg} (shapes {shown})"
+    if fix:
+        text += f". {fix}"
+    return ValueError(text)
+
+
+def broadcast_shapes(op: str, *shapes: Shape) -> Shape:
+    """numpy/PyTorch broadcasting, with an error that names the op and both shapes."""
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(-ndim, 0):
+        size = 1
+        for s in shapes:
+            if len(s) >= -axis:
+                d = s[axis]
+                if d != 1:
+                    if size != 1 and size != d:
+                        raise shape_error(
+                            op,
+                            f"shapes do not broadcast: size {size} vs {d} at dim {axis}",
+                            *shapes,
+                            fix="Make the sizes equal, or 1 where the tensor should repeat "
+                            "(reshape/unsqueeze)",
+                        )
+                    size = d
+        out.append(size)
+    return tuple(out)
+
+
+def normalize_dims(op: str, dim: Any, ndim: int) -> tuple[int, ...]:
+    """`dim=None|int|tuple` -> sorted tuple of non-negative axes; None means all."""
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    out = []
+    for d in dims:
+        lim = max(ndim, 1)
+        if not -lim <= d < lim:
+            raise IndexError(
+                f"{op}: dim {d} is out of range for a tensor with {ndim} dimensions "
+                f"(expected a dim in [{-lim}, {lim - 1}])"
+            )
+        d = int(d) % lim
+        if d in out:
+            raise ValueError(f"{op}: dim {d} appears more than once in dim={dim}")
+        out.append(d)
+    return tuple(sorted(out)) if ndim else ()
+
+
+# --------------------------------------------------------------------------------------------
+# undoing broadcasting: the one helper every VJP rule uses
+
+
+def unbroadcast(g: Any, shape: Shape) -> Any:
+    """Sum a cotangent `g` back down to `shape`, undoing numpy broadcasting.
+
+    Leading dims that broadcasting added are summed away; dims where `shape` has size 1 and
+    `g` does not are summed with keepdim. Written with tracegrad ops so it records and traces.
+    """
+    gshape = g.shape
+    if gshape == shape:
+        return g
+    lead = len(gshape) - len(shape)
+    dims = list(range(lead))
+    for i, size in enumerate(shape):
+        if size == 1 and gshape[lead + i] != 1:
+            dims.append(lead + i)
+    if dims:
+        g = OPS["sum"](g, dims=tuple(dims), keepdim=False)
+    if g.shape != shape:
+        g = OPS["reshape"](g, shape=shape)
+    return g

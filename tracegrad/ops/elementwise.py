@@ -1,0 +1,418 @@
+"""Elementwise primitives: one paragraph per op.
+
+Each op lists its numpy forward, its dtype rule (shapes broadcast), one VJP rule per input and
+its scalar lowering template (`{0}`, `{1}` are the inputs' scalar values in a fused loop).
+VJP rules use tracegrad ops only, so they record, trace, and differentiate again.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import scipy.special
+
+from .core import (
+    BOOL,
+    Aval,
+    broadcast_shapes,
+    defop,
+    float_type,
+    result_type,
+    shape_of,
+    unbroadcast,
+)
+from .shape import expand, full
+
+
+def quiet(forward: Any) -> Any:
+    """Run a numpy forward without floating-point warnings: log(0) = -inf and 0/0 = nan are
+    results, as in PyTorch, not events. (`.ufunc` keeps the raw ufunc for in-place updates.)"""
+
+    def run(*args: Any, **params: Any) -> Any:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return forward(*args, **params)
+
+    run.ufunc = forward
+    run.__name__ = getattr(forward, "__name__", "forward")
+    return run
+
+
+def _same(*xs: Any, **params: Any) -> np.dtype:
+    return result_type(*xs)
+
+
+def _floating(*xs: Any, **params: Any) -> np.dtype:
+    return float_type(result_type(*xs))
+
+
+def _boolean(*xs: Any, **params: Any) -> np.dtype:
+    return BOOL
+
+
+def _abstract(dtype_rule: Any, name: str) -> Any:
+    def abstract(*xs: Any, **params: Any) -> Aval:
+        shape = broadcast_shapes(name, *(shape_of(x) for x in xs))
+        return Aval(shape, dtype_rule(*xs, **params))
+
+    return abstract
+
+
+def unary(name: str, forward: Any, vjp: Any, lower: str, *, dtype: Any = _floating, **kw: Any):
+    return defop(
+        name,
+        forward=forward,
+        abstract=_abstract(dtype, name),
+        out_dtype=dtype,
+        vjp=(vjp,),
+        lower=lower,
+        **kw,
+    )
+
+
+def binary(name: str, forward: Any, vjp: Any, lower: str, *, dtype: Any = _same, **kw: Any):
+    return defop(
+        name,
+        forward=forward,
+        abstract=_abstract(dtype, name),
+        out_dtype=dtype,
+        vjp=vjp,
+        lower=lower,
+        **kw,
+    )
+
+
+def zeros_like(x: Any) -> Any:
+    """A constant of zeros shaped and typed as `x` (multiplying by 0 would carry NaNs through)."""
+    return expand(full(x, value=0.0, shape=()), shape=x.shape)
+
+
+# --------------------------------------------------------------------------------------------
+# arithmetic. Every VJP unbroadcasts its cotangent to the input's shape.
+
+add = binary(
+    "add",
+    np.add,
+    (
+        lambda g, out, x, y: unbroadcast(g, x.shape),
+        lambda g, out, x, y: unbroadcast(g, y.shape),
+    ),
+    "({0} + {1})",
+)
+
+sub = binary(
+    "sub",
+    np.subtract,
+    (
+        lambda g, out, x, y: unbroadcast(g, x.shape),
+        lambda g, out, x, y: unbroadcast(neg(g), y.shape),
+    ),
+    "({0} - {1})",
+)
+
+mul = binary(
+    "mul",
+    np.multiply,
+    (
+        lambda g, out, x, y: unbroadcast(mul(g, y), x.shape),
+        lambda g, out, x, y: unbroadcast(mul(g, x), y.shape),
+    ),
+    "({0} * {1})",
+    saves=(0, 1),
+)
+
+# d(x/y)/dy = -x/y**2 = -out/y: reading `out` saves recomputing x/y.
+div = binary(
+    "div",
+    quiet(np.true_divide),
+    (
+        lambda g, out, x, y: unbroadcast(div(g, y), x.shape),
+        lambda g, out, x, y: unbroadcast(neg(div(mul(g, out), y)), y.shape),
+    ),
+    "({0} / {1})",
+    dtype=_floating,
+    saves=(1,),
+    saves_out=True,
+)
+
+neg = unary("neg", np.negative, lambda g, out, x: neg(g), "(-{0})", dtype=_same)
+
+
+def _pow_vjp_base(g: Any, out: Any, x: Any, y: Any) -> Any:
+    # y * x**(y-1), and exactly 0 where y == 0 (x**-1 would make 0 * inf = nan at x == 0)
+    if isinstance(y, (int, float, np.number)):
+        if y == 0:
+            return zeros_like(x)
+        return mul(g, mul(y, pow(x, y - 1)))
+    d = where(eq(y, 0), 0.0, mul(y, pow(x, sub(y, 1))))
+    return unbroadcast(mul(g, d), x.shape)
+
+
+def _pow_vjp_exponent(g: Any, out: Any, x: Any, y: Any) -> Any:
+    # out * log(x), and 0 where x == 0 and y >= 0 (the limit), as PyTorch does
+    d = where(logical_and(eq(x, 0), ge(y, 0)), 0.0, mul(out, log(x)))
+    return unbroadcast(mul(g, d), y.shape)
+
+
+def _pow_forward(x: Any, y: Any) -> np.ndarray:
+    if isinstance(y, (int, np.integer)) and np.asarray(x).dtype.kind in "iu" and y < 0:
+        raise ValueError("pow: integers to negative integer powers are not allowed; use x.float()")
+    return np.power(x, y)
+
+
+pow = binary(  # noqa: A001 - the op's name
+    "pow",
+    quiet(_pow_forward),
+    (_pow_vjp_base, _pow_vjp_exponent),
+    "({0} ** {1})",
+    saves=(0, 1),
+    saves_out=True,
+    grad_name=lambda args, params: "PowBackward1" if hasattr(args[1], "shape") else "PowBackward0",
+)
+
+
+def _split_ties(g: Any, x: Any, y: Any, win: Any) -> Any:
+    # PyTorch's maximum/minimum: the winner takes g, a tie gives each side g/2
+    share = add(win(x, y), mul(eq(x, y), 0.5))
+    return mul(g, share)
+
+
+maximum = binary(
+    "maximum",
+    np.maximum,
+    (
+        lambda g, out, x, y: unbroadcast(_split_ties(g, x, y, gt), x.shape),
+        lambda g, out, x, y: unbroadcast(_split_ties(g, y, x, gt), y.shape),
+    ),
+    "max({0}, {1})",
+    saves=(0, 1),
+)
+
+minimum = binary(
+    "minimum",
+    np.minimum,
+    (
+        lambda g, out, x, y: unbroadcast(_split_ties(g, x, y, lt), x.shape),
+        lambda g, out, x, y: unbroadcast(_split_ties(g, y, x, lt), y.shape),
+    ),
+    "min({0}, {1})",
+    saves=(0, 1),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# comparisons and logic: bool results, no gradient
+
+eq = binary("eq", np.equal, None, "({0} == {1})", dtype=_boolean)
+ne = binary("ne", np.not_equal, None, "({0} != {1})", dtype=_boolean)
+lt = binary("lt", np.less, None, "({0} < {1})", dtype=_boolean)
+le = binary("le", np.less_equal, None, "({0} <= {1})", dtype=_boolean)
+gt = binary("gt", np.greater, None, "({0} > {1})", dtype=_boolean)
+ge = binary("ge", np.greater_equal, None, "({0} >= {1})", dtype=_boolean)
+logical_and = binary("logical_and", np.logical_and, None, "({0} and {1})", dtype=_boolean)
+logical_or = binary("logical_or", np.logical_or, None, "({0} or {1})", dtype=_boolean)
+logical_not = unary("logical_not", np.logical_not, None, "(not {0})", dtype=_boolean)
+isnan = unary("isnan", np.isnan, None, "math.isnan({0})", dtype=_boolean)
+isfinite = unary("isfinite", np.isfinite, None, "math.isfinite({0})", dtype=_boolean)
+
+
+# --------------------------------------------------------------------------------------------
+# where(cond, x, y): the cotangent goes to the side that was chosen
+
+where = defop(
+    "where",
+    forward=np.where,
+    abstract=lambda c, x, y: Aval(
+        broadcast_shapes("where", shape_of(c), shape_of(x), shape_of(y)), result_type(x, y)
+    ),
+    out_dtype=lambda c, x, y: result_type(x, y),
+    vjp=(
+        None,
+        lambda g, out, c, x, y: unbroadcast(where(c, g, 0.0), x.shape),
+        lambda g, out, c, x, y: unbroadcast(where(c, 0.0, g), y.shape),
+    ),
+    saves=(0,),
+    lower="({1} if {0} else {2})",
+    grad_name="WhereBackward0",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# clamp(min, max) with number bounds: the gradient passes where min <= x <= max (inclusive, as
+# PyTorch). Tensor bounds are composed from maximum/minimum in the Tensor layer.
+
+
+def _clamp_forward(x: np.ndarray, *, min: Any, max: Any) -> np.ndarray:  # noqa: A002
+    return np.clip(x, min, max)
+
+
+def _clamp_vjp(g: Any, out: Any, x: Any, *, min: Any, max: Any) -> Any:  # noqa: A002
+    if min is None:
+        inside = le(x, max)
+    elif max is None:
+        inside = ge(x, min)
+    else:
+        inside = logical_and(ge(x, min), le(x, max))
+    return where(inside, g, 0.0)
+
+
+def _clamp_dtype(x: Any, lo: Any, hi: Any) -> np.dtype:
+    return result_type(x, *(b for b in (lo, hi) if b is not None))
+
+
+clamp = defop(
+    "clamp",
+    forward=_clamp_forward,
+    abstract=lambda x, *, min, max: Aval(x.shape, _clamp_dtype(x, min, max)),
+    out_dtype=lambda x, *, min, max: _clamp_dtype(x, min, max),
+    vjp=(_clamp_vjp,),
+    saves=(0,),
+    lower="min(max({0}, {min}), {max})",
+    grad_name="ClampBackward1",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# unary math
+
+
+def _sigmoid_forward(x: np.ndarray) -> np.ndarray:
+    # stable for large |x|: exp of a non-positive number only
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+exp = unary("exp", quiet(np.exp), lambda g, out, x: mul(g, out), "math.exp({0})", saves_out=True)
+log = unary("log", quiet(np.log), lambda g, out, x: div(g, x), "math.log({0})", saves=(0,))
+log1p = unary(
+    "log1p", quiet(np.log1p), lambda g, out, x: div(g, add(x, 1)), "math.log1p({0})", saves=(0,)
+)
+expm1 = unary(
+    "expm1",
+    quiet(np.expm1),
+    lambda g, out, x: mul(g, add(out, 1)),
+    "math.expm1({0})",
+    saves_out=True,
+)
+sqrt = unary(
+    "sqrt", quiet(np.sqrt), lambda g, out, x: div(g, mul(out, 2)), "math.sqrt({0})", saves_out=True
+)
+# d/dx x**-1/2 = -1/2 x**-3/2 = -1/2 out**3
+rsqrt = unary(
+    "rsqrt",
+    quiet(lambda x: 1 / np.sqrt(x)),
+    lambda g, out, x: mul(g, mul(pow(out, 3), -0.5)),
+    "(1.0 / math.sqrt({0}))",
+    saves_out=True,
+)
+sin = unary("sin", np.sin, lambda g, out, x: mul(g, cos(x)), "math.sin({0})", saves=(0,))
+cos = unary("cos", np.cos, lambda g, out, x: neg(mul(g, sin(x))), "math.cos({0})", saves=(0,))
+tan = unary(
+    "tan",
+    quiet(np.tan),
+    lambda g, out, x: mul(g, add(mul(out, out), 1)),
+    "math.tan({0})",
+    saves_out=True,
+)
+tanh = unary(
+    "tanh",
+    np.tanh,
+    lambda g, out, x: mul(g, sub(1, mul(out, out))),
+    "math.tanh({0})",
+    saves_out=True,
+)
+sigmoid = unary(
+    "sigmoid",
+    _sigmoid_forward,
+    lambda g, out, x: mul(g, mul(out, sub(1, out))),
+    "(1.0 / (1.0 + math.exp(-{0})))",
+    saves_out=True,
+)
+erf = unary(
+    "erf",
+    scipy.special.erf,
+    lambda g, out, x: mul(g, mul(exp(neg(mul(x, x))), 2 / math.sqrt(math.pi))),
+    "math.erf({0})",
+    saves=(0,),
+)
+
+# relu: the gradient at exactly 0 is 0, as in PyTorch (and every framework): relu is not
+# differentiable there, and 0 keeps dead units dead instead of half-alive.
+relu = unary(
+    "relu",
+    lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
+    lambda g, out, x: where(gt(out, 0), g, 0.0),
+    "max({0}, 0)",
+    dtype=_same,
+    saves_out=True,
+)
+
+abs = unary(  # noqa: A001 - the op's name
+    "abs", np.abs, lambda g, out, x: mul(g, sign(x)), "abs({0})", dtype=_same, saves=(0,)
+)
+sign = unary(
+    "sign", np.sign, lambda g, out, x: zeros_like(g), "math.copysign(1.0, {0})", dtype=_same
+)
+
+
+def _silu_vjp(g: Any, out: Any, x: Any) -> Any:
+    # silu = x * s, s = sigmoid(x);  silu' = s * (1 + x * (1 - s))
+    s = sigmoid(x)
+    return mul(g, mul(s, add(mul(x, sub(1, s)), 1)))
+
+
+silu = unary(
+    "silu",
+    lambda x: x * _sigmoid_forward(x),
+    _silu_vjp,
+    "({0} / (1.0 + math.exp(-{0})))",
+    saves=(0,),
+)
+
+_SQRT_2 = math.sqrt(2.0)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def _gelu_forward(x: np.ndarray, *, approximate: str = "none") -> np.ndarray:
+    if approximate == "tanh":
+        inner = _SQRT_2_OVER_PI * (x + 0.044715 * x**3)
+        return (0.5 * x * (1 + np.tanh(inner))).astype(x.dtype, copy=False)
+    return (0.5 * x * (1 + scipy.special.erf(x / _SQRT_2))).astype(x.dtype, copy=False)
+
+
+def _gelu_vjp(g: Any, out: Any, x: Any, *, approximate: str = "none") -> Any:
+    if approximate == "tanh":
+        # d/dx 0.5 x (1 + t),  t = tanh(k (x + c x^3))
+        t = tanh(mul(add(x, mul(pow(x, 3), 0.044715)), _SQRT_2_OVER_PI))
+        dinner = mul(add(mul(mul(x, x), 3 * 0.044715), 1), _SQRT_2_OVER_PI)
+        d = add(mul(add(t, 1), 0.5), mul(mul(mul(x, 0.5), sub(1, mul(t, t))), dinner))
+        return mul(g, d)
+    # exact: Phi(x) + x * phi(x)
+    cdf = mul(add(erf(div(x, _SQRT_2)), 1), 0.5)
+    pdf = mul(exp(mul(mul(x, x), -0.5)), _INV_SQRT_2PI)
+    return mul(g, add(cdf, mul(x, pdf)))
+
+
+gelu = unary(
+    "gelu",
+    _gelu_forward,
+    _gelu_vjp,
+    "(0.5 * {0} * (1.0 + math.erf({0} * 0.7071067811865476)))",
+    saves=(0,),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# astype: change dtype. The cotangent goes back to the input's dtype.
+
+astype = defop(
+    "astype",
+    forward=lambda x, *, dtype: np.asarray(x).astype(dtype),
+    abstract=lambda x, *, dtype: Aval(x.shape, dtype),
+    out_dtype=lambda x, *, dtype: np.dtype(dtype),
+    vjp=(lambda g, out, x, *, dtype: astype(g, dtype=x.dtype),),
+    lower="{0}",
+    grad_name="ToCopyBackward0",
+)

@@ -1,0 +1,216 @@
+"""Reductions: sum, mean, amax, amin, prod, argmax, argmin.
+
+Every reduction takes `dims` (a sorted tuple of non-negative axes; the Tensor layer normalizes
+`dim=None|int|tuple`) and `keepdim`. VJPs put the reduced dims back with `expand_back`.
+`mean` is a primitive rather than `sum / N` so that its backward node is `MeanBackward0`, as
+PyTorch users read it, and so that fusion sees one reduction with a known divisor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .core import DEFAULT_INT, Aval, defop, shape_error
+from .elementwise import div, eq, logical_not, mul, where
+from .shape import expand, reshape
+
+
+def reduced_shape(shape: tuple, dims: tuple, keepdim: bool) -> tuple:
+    if keepdim:
+        return tuple(1 if i in dims else s for i, s in enumerate(shape))
+    return tuple(s for i, s in enumerate(shape) if i not in dims)
+
+
+def expand_back(g: Any, shape: tuple, dims: tuple, keepdim: bool) -> Any:
+    """Broadcast a reduced cotangent back over the dims that were reduced."""
+    if not keepdim and dims:
+        g = reshape(g, shape=reduced_shape(shape, dims, True))
+    return expand(g, shape=tuple(shape))
+
+
+def _count(shape: tuple, dims: tuple) -> int:
+    n = 1
+    for d in dims:
+        n *= shape[d]
+    return n
+
+
+def _reduce_abstract(name: str, dtype_rule: Any, nonempty: bool = False) -> Any:
+    def abstract(x: Any, *, dims: tuple, keepdim: bool) -> Aval:
+        if nonempty and any(x.shape[d] == 0 for d in dims):
+            raise shape_error(
+                name,
+                f"cannot reduce over a zero-size dim (dims {dims}) : the result has no identity",
+                x.shape,
+                fix="Reduce over non-empty dims, or handle the empty case before the call",
+            )
+        return Aval(reduced_shape(x.shape, dims, keepdim), dtype_rule(x.dtype))
+
+    return abstract
+
+
+def _int_to_int64(dtype: np.dtype) -> np.dtype:
+    return DEFAULT_INT if dtype.kind in "biu" else dtype
+
+
+def _float_only(name: str) -> Any:
+    def rule(dtype: np.dtype) -> np.dtype:
+        if dtype.kind != "f":
+            raise TypeError(
+                f"{name}(): input dtype must be floating point, got {dtype}. "
+                "Convert first: x.float()"
+            )
+        return dtype
+
+    return rule
+
+
+# --------------------------------------------------------------------------------------------
+# sum: the cotangent of every summed element is g
+
+sum = defop(  # noqa: A001 - the op's name
+    "sum",
+    forward=lambda x, *, dims, keepdim: np.asarray(
+        np.sum(x, axis=dims, keepdims=keepdim, dtype=_int_to_int64(x.dtype))
+    ),
+    abstract=_reduce_abstract("sum", _int_to_int64),
+    vjp=(lambda g, out, x, *, dims, keepdim: expand_back(g, x.shape, dims, keepdim),),
+    kind="reduce",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# mean: sum / N, N the number of reduced elements (NaN for an empty reduction, as PyTorch)
+
+
+def _mean_forward(x: np.ndarray, *, dims: tuple, keepdim: bool) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total = np.sum(x, axis=dims, keepdims=keepdim)
+        return np.asarray(np.true_divide(total, _count(x.shape, dims)), dtype=x.dtype)
+
+
+mean = defop(
+    "mean",
+    forward=_mean_forward,
+    abstract=_reduce_abstract("mean", _float_only("mean")),
+    vjp=(
+        lambda g, out, x, *, dims, keepdim: div(
+            expand_back(g, x.shape, dims, keepdim), float(_count(x.shape, dims))
+        ),
+    ),
+    kind="reduce",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# amax / amin: the cotangent is shared evenly among the elements that attain the extreme (as
+# PyTorch's amax and full max()); a unique maximum gets all of it.
+
+
+def _extreme_vjp(g: Any, out: Any, x: Any, *, dims: tuple, keepdim: bool) -> Any:
+    hit = eq(x, expand_back(out, x.shape, dims, keepdim))
+    count = sum(hit, dims=dims, keepdim=True)
+    share = div(expand_back(g, x.shape, dims, keepdim), expand(count, shape=x.shape))
+    return where(hit, share, 0.0)
+
+
+amax = defop(
+    "amax",
+    forward=lambda x, *, dims, keepdim: np.asarray(np.max(x, axis=dims, keepdims=keepdim)),
+    abstract=_reduce_abstract("amax", lambda d: d, nonempty=True),
+    vjp=(_extreme_vjp,),
+    saves=(0,),
+    saves_out=True,
+    kind="reduce",
+)
+
+amin = defop(
+    "amin",
+    forward=lambda x, *, dims, keepdim: np.asarray(np.min(x, axis=dims, keepdims=keepdim)),
+    abstract=_reduce_abstract("amin", lambda d: d, nonempty=True),
+    vjp=(_extreme_vjp,),
+    saves=(0,),
+    saves_out=True,
+    kind="reduce",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# prod: d(prod)/dx_i is the product of the other elements. out / x_i is that product only
+# where x_i != 0; with one zero in a slice, that zero's gradient is the product of the rest,
+# and with two or more zeros every gradient is 0.
+
+
+def _prod_vjp(g: Any, out: Any, x: Any, *, dims: tuple, keepdim: bool) -> Any:
+    ge_ = expand_back(g, x.shape, dims, keepdim)
+    is_zero = eq(x, 0)
+    zeros_in_slice = expand_back(sum(is_zero, dims=dims, keepdim=True), x.shape, dims, True)
+    x_nonzero = where(is_zero, 1.0, x)
+    prod_nonzero = expand_back(prod(x_nonzero, dims=dims, keepdim=True), x.shape, dims, True)
+    out_b = expand_back(out, x.shape, dims, keepdim)
+    others = where(
+        logical_not(is_zero),
+        div(out_b, x_nonzero),
+        where(eq(zeros_in_slice, 1), prod_nonzero, 0.0),
+    )
+    return mul(ge_, others)
+
+
+prod = defop(
+    "prod",
+    forward=lambda x, *, dims, keepdim: np.asarray(
+        np.prod(x, axis=dims, keepdims=keepdim, dtype=_int_to_int64(x.dtype))
+    ),
+    abstract=_reduce_abstract("prod", _int_to_int64),
+    vjp=(_prod_vjp,),
+    saves=(0,),
+    saves_out=True,
+    kind="reduce",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# argmax / argmin: int64 indices, no gradient. dim=None flattens, as PyTorch.
+
+
+def _arg_abstract(name: str) -> Any:
+    def abstract(x: Any, *, dim: Any, keepdim: bool) -> Aval:
+        if dim is None:
+            shape = (1,) * len(x.shape) if keepdim else ()
+            if 0 in x.shape:
+                raise shape_error(name, "cannot take the index of an empty tensor", x.shape)
+        else:
+            if x.shape and x.shape[dim] == 0:
+                raise shape_error(name, f"cannot reduce over dim {dim} of size 0", x.shape)
+            shape = reduced_shape(x.shape, (dim,) if x.shape else (), keepdim)
+        return Aval(shape, DEFAULT_INT)
+
+    return abstract
+
+
+def _arg_forward(fn: Any) -> Any:
+    def forward(x: np.ndarray, *, dim: Any, keepdim: bool) -> np.ndarray:
+        if dim is None:
+            i = np.asarray(fn(x), dtype=np.int64)
+            return i.reshape((1,) * x.ndim) if keepdim else i
+        if x.ndim == 0:
+            return np.zeros((), dtype=np.int64)
+        return np.asarray(fn(x, axis=dim, keepdims=keepdim), dtype=np.int64)
+
+    return forward
+
+
+argmax = defop(
+    "argmax",
+    forward=_arg_forward(np.argmax),
+    abstract=_arg_abstract("argmax"),
+    kind="reduce",
+)
+argmin = defop(
+    "argmin",
+    forward=_arg_forward(np.argmin),
+    abstract=_arg_abstract("argmin"),
+    kind="reduce",
+)

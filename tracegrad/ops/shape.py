@@ -1,0 +1,383 @@
+"""Shape and indexing primitives: reshape, permute, expand, getitem and its adjoint, setitem,
+cat, gather and its adjoint.
+
+Index arrays are op *inputs*, not parameters: `x[i, :, j]` with integer tensors `i`, `j` is
+`getitem(x, i, j, idx=(ARRAY, slice(None), ARRAY))`. The parameter keeps the structure of the
+index (ints, slices, None, Ellipsis) and a placeholder per array, so a traced program whose
+indices are data (labels, sampled rows) still has a fixed structure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .core import Aval, defop, result_type, shape_error, unbroadcast
+
+
+class _ArraySlot:
+    """Placeholder for an index array inside an `idx` parameter."""
+
+    def __repr__(self) -> str:
+        return "#"
+
+    def __reduce__(self) -> str:
+        return "ARRAY"
+
+
+ARRAY = _ArraySlot()
+
+# `saves` for ops whose trailing inputs are index arrays: the VJP reads those, and only the
+# shape of the indexed tensor.
+_AFTER_FIRST = tuple(range(1, 33))
+_AFTER_SECOND = tuple(range(2, 33))
+
+
+def fill_index(idx: tuple, arrays: tuple) -> tuple:
+    """Put the index arrays back into the index structure."""
+    if not arrays:
+        return idx
+    it = iter(arrays)
+    return tuple(next(it) if part is ARRAY else part for part in idx)
+
+
+def _zero_strided(aval: Any) -> np.ndarray:
+    # An array of the right shape that occupies one element: shape arithmetic without data.
+    return np.lib.stride_tricks.as_strided(
+        np.zeros(1, dtype=aval.dtype), shape=aval.shape, strides=(0,) * len(aval.shape)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# reshape: same elements, new shape. A view when numpy can make one.
+
+
+def _reshape_abstract(x: Any, *, shape: tuple) -> Aval:
+    if int(np.prod(shape, dtype=np.int64)) != int(np.prod(x.shape, dtype=np.int64)):
+        raise shape_error("reshape", f"cannot reshape to {tuple(shape)}", x.shape)
+    return Aval(shape, x.dtype)
+
+
+reshape = defop(
+    "reshape",
+    forward=lambda x, *, shape: np.reshape(x, shape),
+    abstract=_reshape_abstract,
+    vjp=(lambda g, out, x, *, shape: reshape(g, shape=x.shape),),
+    grad_name="ViewBackward0",
+    kind="shape",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# permute: reorder dimensions. The VJP permutes back with the inverse permutation.
+
+
+def _permute_abstract(x: Any, *, dims: tuple) -> Aval:
+    if sorted(dims) != list(range(len(x.shape))):
+        raise shape_error(
+            "permute", f"dims {tuple(dims)} is not a permutation of the tensor's dims", x.shape
+        )
+    return Aval(tuple(x.shape[d] for d in dims), x.dtype)
+
+
+def _permute_vjp(g: Any, out: Any, x: Any, *, dims: tuple) -> Any:
+    inverse = tuple(int(i) for i in np.argsort(dims))
+    return permute(g, dims=inverse)
+
+
+permute = defop(
+    "permute",
+    forward=lambda x, *, dims: np.transpose(x, dims),
+    abstract=_permute_abstract,
+    vjp=(_permute_vjp,),
+    grad_name="PermuteBackward0",
+    kind="shape",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# expand: broadcast to a larger shape without copying. Its VJP is the one `unbroadcast`.
+
+
+def _expand_abstract(x: Any, *, shape: tuple) -> Aval:
+    lead = len(shape) - len(x.shape)
+    if lead < 0 or any(d != 1 and d != shape[lead + i] for i, d in enumerate(x.shape)):
+        raise shape_error(
+            "expand",
+            f"cannot expand to {tuple(shape)}: only size-1 dims can grow",
+            x.shape,
+            fix="Expanded dims must be 1 in the input; use repeat or reshape otherwise",
+        )
+    return Aval(shape, x.dtype)
+
+
+expand = defop(
+    "expand",
+    forward=lambda x, *, shape: np.broadcast_to(x, shape),
+    abstract=_expand_abstract,
+    vjp=(lambda g, out, x, *, shape: unbroadcast(g, x.shape),),
+    grad_name="ExpandBackward0",
+    kind="shape",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# getitem: basic and advanced indexing, numpy (= PyTorch) semantics. The adjoint `unindex`
+# scatters a cotangent into zeros, adding where an index repeats.
+
+
+def _index_abstract(op: str, x: Any, arrays: tuple, idx: tuple) -> tuple:
+    probes = []
+    for a in arrays:
+        if a.dtype.kind == "b":
+            raise shape_error(
+                op,
+                "a boolean mask gives a result whose shape depends on the data",
+                x.shape,
+                a.shape,
+                fix="Under tracing use tg.where(mask, x, 0) instead of x[mask]",
+            )
+        probes.append(_zero_strided(Aval(a.shape, np.int64)))
+    try:
+        return _zero_strided(x)[fill_index(idx, tuple(probes))].shape
+    except IndexError as e:
+        raise IndexError(f"{op}: {e} (tensor shape {tuple(x.shape)})") from None
+
+
+def _getitem_abstract(x: Any, *arrays: Any, idx: tuple) -> Aval:
+    return Aval(_index_abstract("getitem", x, arrays, idx), x.dtype)
+
+
+def _getitem_name(idx: tuple) -> str:
+    # PyTorch names the node after the kind of index: x[0], x[1:3], x[None], x[tensor]
+    if any(part is ARRAY for part in idx):
+        return "IndexBackward0"
+    if any(isinstance(part, (int, np.integer)) for part in idx):
+        return "SelectBackward0"
+    if any(isinstance(part, slice) for part in idx):
+        return "SliceBackward0"
+    return "UnsqueezeBackward0" if any(part is None for part in idx) else "AliasBackward0"
+
+
+getitem = defop(
+    "getitem",
+    forward=lambda x, *arrays, idx: x[fill_index(idx, arrays)],
+    abstract=_getitem_abstract,
+    vjp=(lambda g, out, x, *arrays, idx: unindex(g, *arrays, shape=x.shape, idx=idx),),
+    saves=_AFTER_FIRST,
+    grad_name=lambda args, params: _getitem_name(params["idx"]),
+    kind="index",
+)
+
+
+def _unindex_forward(g: np.ndarray, *arrays: np.ndarray, shape: tuple, idx: tuple) -> np.ndarray:
+    out = np.zeros(shape, dtype=g.dtype)
+    np.add.at(out, fill_index(idx, arrays), g)
+    return out
+
+
+unindex = defop(
+    "unindex",
+    forward=_unindex_forward,
+    abstract=lambda g, *arrays, shape, idx: Aval(shape, g.dtype),
+    vjp=(lambda g, out, x, *arrays, shape, idx: getitem(g, *arrays, idx=idx),),
+    saves=_AFTER_FIRST,
+    grad_name="IndexPutBackward0",
+    kind="index",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# setitem: `out = x` with `out[idx] = v` (functional; Tensor.__setitem__ records it in place).
+
+
+def _setitem_forward(x: np.ndarray, v: Any, *arrays: np.ndarray, idx: tuple) -> np.ndarray:
+    out = np.array(x, copy=True)
+    out[fill_index(idx, arrays)] = v
+    return out
+
+
+def _setitem_abstract(x: Any, v: Any, *arrays: Any, idx: tuple) -> Aval:
+    target = _index_abstract("setitem", x, arrays, idx)
+    vshape = () if not hasattr(v, "shape") else tuple(v.shape)
+    # numpy lets the value drop leading size-1 dims; so do we
+    trimmed = vshape
+    while len(trimmed) > len(target) and trimmed[0] == 1:
+        trimmed = trimmed[1:]
+    try:
+        np.broadcast_shapes(trimmed, target)
+        ok = np.broadcast_shapes(trimmed, target) == target
+    except ValueError:
+        ok = False
+    if not ok:
+        raise shape_error(
+            "setitem",
+            f"value of shape {vshape} cannot be assigned to an indexed region of shape {target}",
+            x.shape,
+            vshape,
+        )
+    return Aval(x.shape, x.dtype)
+
+
+def _setitem_vjp_value(g: Any, out: Any, x: Any, v: Any, *arrays: Any, idx: tuple) -> Any:
+    region = getitem(g, *arrays, idx=idx)
+    vshape = tuple(v.shape)
+    lead = len(vshape) - region.ndim
+    if lead > 0:  # the value carried extra leading 1s that numpy dropped
+        region = reshape(region, shape=(1,) * lead + region.shape)
+    return unbroadcast(region, vshape)
+
+
+setitem = defop(
+    "setitem",
+    forward=_setitem_forward,
+    abstract=_setitem_abstract,
+    vjp=(
+        lambda g, out, x, v, *arrays, idx: setitem(g, 0.0, *arrays, idx=idx),
+        _setitem_vjp_value,
+    ),
+    saves=_AFTER_SECOND,
+    out_dtype=lambda x, v, *arrays, idx: x.dtype,
+    grad_name="IndexPutBackward0",
+    kind="index",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# cat: join along one dim. The VJP of input i is the slice of g that input i filled.
+
+
+def _cat_abstract(*xs: Any, dim: int) -> Aval:
+    first = xs[0].shape
+    for x in xs[1:]:
+        if len(x.shape) != len(first) or any(
+            a != b for i, (a, b) in enumerate(zip(first, x.shape)) if i != dim
+        ):
+            raise shape_error(
+                "cat",
+                f"sizes must match except in dim {dim}",
+                *(x.shape for x in xs),
+            )
+    shape = list(first)
+    shape[dim] = sum(x.shape[dim] for x in xs)
+    return Aval(tuple(shape), result_type(*xs))
+
+
+def _cat_vjp(g: Any, out: Any, *xs: Any, dim: int, argnum: int) -> Any:
+    start = sum(x.shape[dim] for x in xs[:argnum])
+    stop = start + xs[argnum].shape[dim]
+    idx = (slice(None),) * dim + (slice(start, stop),)
+    return getitem(g, idx=idx)
+
+
+cat = defop(
+    "cat",
+    forward=lambda *xs, dim: np.concatenate(xs, axis=dim),
+    abstract=_cat_abstract,
+    vjp=(_cat_vjp,),
+    out_dtype=lambda *xs, dim: result_type(*xs),
+    grad_name="CatBackward0",
+    kind="shape",
+    variadic=True,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# gather (torch.gather): out[i][j] = x[i][index[i][j]] for dim=1. Index may be smaller than x
+# in the other dims. The adjoint `scatter_add` adds a cotangent back at the gathered places.
+
+
+def _other_dims_prefix(x: np.ndarray, index: np.ndarray, dim: int) -> np.ndarray:
+    sl = tuple(slice(0, s) if i != dim else slice(None) for i, s in enumerate(index.shape))
+    return x[sl]
+
+
+def _gather_abstract(x: Any, index: Any, *, dim: int) -> Aval:
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"gather: index must be an integer tensor, got {index.dtype}")
+    if len(index.shape) != len(x.shape) or any(
+        i > s for d, (i, s) in enumerate(zip(index.shape, x.shape)) if d != dim
+    ):
+        raise shape_error(
+            "gather",
+            f"index must have the input's number of dims and be no larger outside dim {dim}",
+            x.shape,
+            index.shape,
+        )
+    return Aval(index.shape, x.dtype)
+
+
+gather = defop(
+    "gather",
+    forward=lambda x, index, *, dim: np.take_along_axis(
+        _other_dims_prefix(x, index, dim), index, axis=dim
+    ),
+    abstract=_gather_abstract,
+    vjp=(lambda g, out, x, index, *, dim: scatter_add(_zeros(x.shape, g), index, g, dim=dim), None),
+    saves=(1,),
+    grad_name="GatherBackward0",
+    kind="index",
+)
+
+
+def _zeros(shape: tuple, like: Any) -> Any:
+    # A constant of zeros with the dtype of `like`: (like * 0) would carry NaNs through.
+    return expand(full(like, value=0.0, shape=()), shape=shape)
+
+
+def _scatter_add_forward(x: np.ndarray, index: np.ndarray, src: np.ndarray, *, dim: int):
+    out = np.array(x, copy=True)
+    grids = list(np.indices(index.shape, sparse=True))
+    grids[dim] = index
+    np.add.at(out, tuple(grids), _other_dims_prefix(src, index, dim))
+    return out
+
+
+scatter_add = defop(
+    "scatter_add",
+    forward=_scatter_add_forward,
+    abstract=lambda x, index, src, *, dim: Aval(x.shape, x.dtype),
+    vjp=(
+        lambda g, out, x, index, src, *, dim: g,
+        None,
+        lambda g, out, x, index, src, *, dim: _pad_to(gather(g, index, dim=dim), src.shape),
+    ),
+    saves=(1,),
+    grad_name="ScatterAddBackward0",
+    kind="index",
+)
+
+
+def _pad_to(g: Any, shape: tuple) -> Any:
+    """Zero-pad `g` at the end of each dim up to `shape` (src may be larger than index)."""
+    if tuple(g.shape) == tuple(shape):
+        return g
+    return unindex(g, shape=tuple(shape), idx=tuple(slice(0, s) for s in g.shape))
+
+
+# --------------------------------------------------------------------------------------------
+# full: a constant. It takes a tensor only to borrow its dtype, so gradients of constants are
+# plain tensors of the right dtype that trace like everything else.
+
+full = defop(
+    "full",
+    forward=lambda like, *, value, shape: np.full(shape, value, dtype=like.dtype),
+    abstract=lambda like, *, value, shape: Aval(shape, like.dtype),
+    vjp=(None,),
+    kind="creation",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# copy: the same values in fresh storage (clone). The cotangent passes through.
+
+copy = defop(
+    "copy",
+    forward=lambda x: np.array(x, copy=True),
+    abstract=lambda x: Aval(x.shape, x.dtype),
+    vjp=(lambda g, out, x: g,),
+    grad_name="CloneBackward0",
+    kind="elementwise",
+    lower="{0}",
+)

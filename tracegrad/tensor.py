@@ -1,0 +1,808 @@
+"""Tensor: a numpy array plus autograd state, and `dispatch`, the one place ops are run.
+
+    >>> import tracegrad as tg
+    >>> x = tg.tensor(2.0, requires_grad=True)
+    >>> y = 2 * x**2 + 1
+    >>> y
+    tensor(9., grad_fn=<AddBackward0>)
+    >>> y.backward()
+    >>> x.grad
+    tensor(8.)
+
+Every operation on tensors goes through `dispatch(op, args, params)`: it runs the op's numpy
+forward, casts to the op's dtype rule, and when grad mode is on and an input requires grad,
+attaches a `grad_fn` node for the reverse sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from . import ops
+from .autograd.grad_mode import state as _grad_state
+from .autograd.node import AccumulateGrad, Node, node_class
+from .ops.core import Aval, category, is_scalar, result_type
+
+_VIEW_KINDS = frozenset(("shape", "index"))
+
+
+class Device:
+    """Where a tensor's data lives. Compares equal to its name: `t.device == "cpu"`."""
+
+    __slots__ = ("type",)
+
+    def __init__(self, type: str = "cpu") -> None:  # noqa: A002 - PyTorch's name
+        self.type = type
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Device):
+            return self.type == other.type
+        return self.type == other
+
+    def __hash__(self) -> int:
+        return hash(self.type)
+
+    def __str__(self) -> str:
+        return self.type
+
+    def __repr__(self) -> str:
+        return f"device(type='{self.type}')"
+
+
+CPU = Device("cpu")
+
+
+def _check_device(device: Any) -> None:
+    name = str(device).split(":")[0]
+    if name != "cpu":
+        raise RuntimeError(
+            f"tracegrad: device {str(device)!r} is not available for eager tensors; tensors live "
+            "on the CPU ('cpu'). Compiled functions choose their target with "
+            "tg.jit(f, device=...)."
+        )
+
+
+class Tensor:
+    """An n-dimensional array that can record the operations made with it.
+
+    Create tensors with `tg.tensor`, `tg.zeros`, `tg.from_numpy`, ...; see API.md.
+    """
+
+    __slots__ = (
+        "_data",
+        "_requires_grad",
+        "grad",
+        "grad_fn",
+        "_version",
+        "_base",
+        "_view_rec",
+        "_accumulator",
+        "_retains_grad",
+        "__weakref__",
+    )
+    # numpy defers to Tensor's reflected operators (np_array * t -> Tensor), as with PyTorch
+    __array_priority__ = 1000
+
+    def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
+        arr = _to_array(data, dtype)
+        self._data = arr
+        self._requires_grad = False
+        self.grad = None
+        self.grad_fn = None
+        self._version = [0, 0]
+        self._base = None
+        self._view_rec = 0
+        self._accumulator = None
+        self._retains_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _wrap(cls, data: np.ndarray) -> Tensor:
+        # internal: wrap an array without copying or checking
+        t = object.__new__(cls)
+        t._data = data
+        t._requires_grad = False
+        t.grad = None
+        t.grad_fn = None
+        t._version = [0, 0]
+        t._base = None
+        t._view_rec = 0
+        t._accumulator = None
+        t._retains_grad = False
+        return t
+
+    # ----------------------------------------------------------------------------------------
+    # attributes
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    @property
+    def device(self) -> Device:
+        return CPU
+
+    @property
+    def data(self) -> Tensor:
+        """The same storage, detached from the graph (PyTorch's `.data`)."""
+        return self.detach()
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        self._data = _to_array(value, None)
+        self._version[0] += 1
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        self.requires_grad_(flag)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def _version_count(self) -> int:
+        return self._version[0]
+
+    def size(self, dim: int | None = None) -> Any:
+        if dim is None:
+            return self._data.shape
+        return self._data.shape[dim]
+
+    def numel(self) -> int:
+        return int(self._data.size)
+
+    def dim(self) -> int:
+        return self._data.ndim
+
+    def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def element_size(self) -> int:
+        return self._data.itemsize
+
+    def is_contiguous(self) -> bool:
+        return bool(self._data.flags.c_contiguous)
+
+    def is_floating_point(self) -> bool:
+        return self._data.dtype.kind == "f"
+
+    # ----------------------------------------------------------------------------------------
+    # autograd state
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if self.grad_fn is not None:
+            if not requires_grad:
+                raise RuntimeError(
+                    "you can only change requires_grad flags of leaf variables. If you want to "
+                    "use a computed variable in a subgraph that doesn't require differentiation "
+                    "use var_no_grad = var.detach()."
+                )
+            return self
+        if requires_grad and self._data.dtype.kind != "f":
+            raise RuntimeError(
+                f"only Tensors of floating point dtype can require gradients, got {self.dtype} "
+                "(convert first: x.float())"
+            )
+        self._requires_grad = bool(requires_grad)
+        return self
+
+    def _get_accumulator(self) -> AccumulateGrad:
+        acc = self._accumulator() if self._accumulator is not None else None
+        if acc is None:
+            import weakref
+
+            acc = AccumulateGrad(self)
+            self._accumulator = weakref.ref(acc)
+        return acc
+
+    def retain_grad(self) -> None:
+        """Keep `.grad` for this non-leaf tensor after backward (leaves always keep it)."""
+        if not self._requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self.grad_fn is None:
+            return
+        import weakref
+
+        self._retains_grad = True
+        self.grad_fn.retained = weakref.ref(self)
+
+    @property
+    def retains_grad(self) -> bool:
+        return self._retains_grad
+
+    def detach(self) -> Tensor:
+        """A tensor sharing this one's data, outside the graph (no grad_fn, no requires_grad)."""
+        t = Tensor._wrap(self._data)
+        t._version = self._version
+        return t
+
+    def detach_(self) -> Tensor:
+        self.grad_fn = None
+        self._requires_grad = False
+        return self
+
+    def backward(
+        self,
+        gradient: Any = None,
+        retain_graph: bool | None = None,
+        create_graph: bool = False,
+        inputs: Any = None,
+    ) -> None:
+        """Compute the gradient of this tensor with respect to graph leaves and add it to their
+        `.grad`. `gradient` is needed unless the tensor has one element."""
+        from .autograd import engine
+
+        engine.backward(self, gradient, retain_graph, create_graph, inputs)
+
+    def register_hook(self, hook: Any) -> None:
+        raise NotImplementedError(
+            "Tensor.register_hook is not supported; use tg.autograd.grad or retain_grad()"
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # conversion
+
+    def numpy(self, *, force: bool = False) -> np.ndarray:
+        """The underlying numpy array (shared memory, like PyTorch)."""
+        if self._requires_grad and not force:
+            raise RuntimeError(
+                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
+                "instead."
+            )
+        return self._data
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = self.numpy()
+        if dtype is not None and np.dtype(dtype) != arr.dtype:
+            return arr.astype(dtype)
+        return np.array(arr, copy=True) if copy else arr
+
+    def item(self) -> Any:
+        if self._data.size != 1:
+            raise RuntimeError(
+                f"a Tensor with {self._data.size} elements cannot be converted to Scalar "
+                f"(shape {tuple(self.shape)}); index one element first, e.g. t[0].item()"
+            )
+        return self._data.reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self._data.tolist()
+
+    def __bool__(self) -> bool:
+        if self._data.size != 1:
+            raise RuntimeError(
+                f"Boolean value of Tensor with more than one value is ambiguous (shape "
+                f"{tuple(self.shape)}); use .any() or .all()"
+            )
+        return bool(self._data.reshape(()))
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self._data.dtype.kind not in "iu" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __format__(self, spec: str) -> str:
+        if self._data.ndim == 0 and spec:
+            return self.item().__format__(spec)
+        return object.__format__(repr(self), spec)
+
+    def __repr__(self) -> str:
+        from ._tensor_str import tensor_repr
+
+        return tensor_repr(self)
+
+    __str__ = __repr__
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._data.shape[0]))
+
+    def __deepcopy__(self, memo: dict) -> Tensor:
+        if self.grad_fn is not None:
+            raise RuntimeError(
+                "Only Tensors created explicitly by the user (graph leaves) support the deepcopy "
+                "protocol; detach() first"
+            )
+        t = type(self)._wrap(self._data.copy())
+        t._requires_grad = self._requires_grad
+        if self.grad is not None:
+            t.grad = Tensor._wrap(self.grad._data.copy())
+        memo[id(self)] = t
+        return t
+
+    # ----------------------------------------------------------------------------------------
+    # device and dtype
+
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        """`to(device)`, `to(dtype)` or `to(device, dtype)`; returns self when nothing changes."""
+        dtype = kwargs.pop("dtype", None)
+        device = kwargs.pop("device", None)
+        for a in args:
+            if isinstance(a, (str, Device)):
+                device = a
+            elif isinstance(a, Tensor):
+                dtype = a.dtype
+            else:
+                dtype = a
+        if device is not None:
+            _check_device(device)
+        if dtype is not None and np.dtype(dtype) != self.dtype:
+            return self.astype(dtype)
+        return self
+
+    def cpu(self) -> Tensor:
+        return self
+
+    def astype(self, dtype: Any) -> Tensor:
+        dtype = np.dtype(dtype)
+        if dtype == self.dtype:
+            return self
+        return ops.astype(self, dtype=dtype)
+
+    type_as = lambda self, other: self.astype(other.dtype)  # noqa: E731
+
+    def float(self) -> Tensor:
+        return self.astype(np.float32)
+
+    def double(self) -> Tensor:
+        return self.astype(np.float64)
+
+    def long(self) -> Tensor:
+        return self.astype(np.int64)
+
+    def int(self) -> Tensor:
+        return self.astype(np.int32)
+
+    def bool(self) -> Tensor:
+        return self.astype(np.bool_)
+
+    # ----------------------------------------------------------------------------------------
+    # operators (PyTorch order of operands, so `2 * x` is `mul(x, 2)`: MulBackward0 over x)
+
+    def __add__(self, other: Any) -> Tensor:
+        return ops.add(self, _operand(other))
+
+    def __radd__(self, other: Any) -> Tensor:
+        return ops.add(self, _operand(other))
+
+    def __sub__(self, other: Any) -> Tensor:
+        return ops.sub(self, _operand(other))
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return ops.sub(_operand(other), self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return ops.mul(self, _operand(other))
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return ops.mul(self, _operand(other))
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return ops.div(self, _operand(other))
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return ops.div(_operand(other), self)
+
+    def __pow__(self, other: Any) -> Tensor:
+        return ops.pow(self, _operand(other))
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return ops.pow(_operand(other), self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return ops.matmul(self, _as_tensor(other))
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return ops.matmul(_as_tensor(other), self)
+
+    def __neg__(self) -> Tensor:
+        return ops.neg(self)
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __abs__(self) -> Tensor:
+        return ops.abs(self)
+
+    def __invert__(self) -> Tensor:
+        if self.dtype.kind != "b":
+            raise TypeError(f"~ (bitwise not) is only supported on bool tensors, got {self.dtype}")
+        return ops.logical_not(self)
+
+    def __and__(self, other: Any) -> Tensor:
+        return ops.logical_and(self, _operand(other))
+
+    def __or__(self, other: Any) -> Tensor:
+        return ops.logical_or(self, _operand(other))
+
+    __rand__ = __and__
+    __ror__ = __or__
+
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return ops.eq(self, _operand(other))
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return ops.ne(self, _operand(other))
+
+    def __lt__(self, other: Any) -> Tensor:
+        return ops.lt(self, _operand(other))
+
+    def __le__(self, other: Any) -> Tensor:
+        return ops.le(self, _operand(other))
+
+    def __gt__(self, other: Any) -> Tensor:
+        return ops.gt(self, _operand(other))
+
+    def __ge__(self, other: Any) -> Tensor:
+        return ops.ge(self, _operand(other))
+
+    # in place: x += y changes x's storage (and views of it) and bumps its version
+    def __iadd__(self, other: Any) -> Tensor:
+        return self._inplace(ops.add, _operand(other))
+
+    def __isub__(self, other: Any) -> Tensor:
+        return self._inplace(ops.sub, _operand(other))
+
+    def __imul__(self, other: Any) -> Tensor:
+        return self._inplace(ops.mul, _operand(other))
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return self._inplace(ops.div, _operand(other))
+
+    def add_(self, other: Any, alpha: Any = 1) -> Tensor:
+        other = _operand(other)
+        return self._inplace(ops.add, other if alpha == 1 else ops.mul(other, alpha))
+
+    def sub_(self, other: Any, alpha: Any = 1) -> Tensor:
+        other = _operand(other)
+        return self._inplace(ops.sub, other if alpha == 1 else ops.mul(other, alpha))
+
+    def mul_(self, other: Any) -> Tensor:
+        return self._inplace(ops.mul, _operand(other))
+
+    def div_(self, other: Any) -> Tensor:
+        return self._inplace(ops.div, _operand(other))
+
+    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        return self._inplace(ops.clamp, min=min, max=max)
+
+    def zero_(self) -> Tensor:
+        return self.fill_(0)
+
+    def fill_(self, value: Any) -> Tensor:
+        return self._inplace(ops.setitem, _operand(value), idx=(Ellipsis,))
+
+    def copy_(self, src: Any) -> Tensor:
+        return self._inplace(ops.setitem, _operand(src), idx=(Ellipsis,))
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        idx, arrays = _parse_index(index)
+        self._inplace(ops.setitem, _operand(value), *arrays, idx=idx)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        idx, arrays = _parse_index(index)
+        return ops.getitem(self, *arrays, idx=idx)
+
+    def _inplace(self, op: Any, *args: Any, **params: Any) -> Tensor:
+        """Run `op(self, *args)` and store the result in self's storage.
+
+        Outside grad recording this is a plain data update (views and `from_numpy` arrays see
+        it). When the change must be recorded, the op is applied to a snapshot of the old value
+        and self takes over the new node as its grad_fn, as PyTorch does.
+        """
+        if not self._data.flags.writeable:
+            raise RuntimeError(
+                f"{op.name}_: this tensor's memory cannot be written (an expand()ed view, or a "
+                f"read-only numpy array; shape {tuple(self.shape)}); clone() it first"
+            )
+        recording = _grad_state.enabled and (
+            self._requires_grad or any(isinstance(a, Tensor) and a._requires_grad for a in args)
+        )
+        if not recording:
+            datas = [a._data if isinstance(a, Tensor) else a for a in args]
+            want = op.out_dtype(self._data, *datas, **params) if op.out_dtype else self.dtype
+            _check_inplace_cast(op, want, self.dtype)
+            try:
+                if op is ops.setitem:  # t[idx] = v writes only the indexed region
+                    self._data[ops.fill_index(params["idx"], tuple(datas[1:]))] = datas[0]
+                elif isinstance(ufunc := getattr(op.forward, "ufunc", op.forward), np.ufunc) and (
+                    want == self.dtype
+                ):
+                    ufunc(self._data, *datas, out=self._data, **params)
+                else:
+                    result = op.forward(self._data, *datas, **params)
+                    _check_inplace_shape(op, np.shape(result), self.shape)
+                    np.copyto(self._data, result, casting="unsafe")
+            except (ValueError, IndexError) as e:
+                raise type(e)(
+                    f"{op.name}_ (in place) on a tensor of shape {self.shape}: {e}"
+                ) from e
+            self._version[0] += 1
+            return self
+        if self.grad_fn is None and self._requires_grad:
+            raise RuntimeError(
+                "a leaf Variable that requires grad is being used in an in-place operation. "
+                f"({op.name} on a tensor of shape {tuple(self.shape)}.) Wrap the update in "
+                "`with tg.no_grad():` (as optimizers do), or work on a clone()."
+            )
+        if self._base is not None:
+            raise RuntimeError(
+                f"{op.name}_: in-place changes recorded by autograd are not supported on a view "
+                f"(of shape {tuple(self.shape)}) of another tensor; tracegrad cannot rewrite the "
+                "base's gradient. Apply the change to a clone(), or build the result out of "
+                "place (tg.where, tg.cat)."
+            )
+        old = Tensor._wrap(self._data.copy() if 0 in op.saves else self._data)
+        old.grad_fn = self.grad_fn
+        old._requires_grad = self._requires_grad
+        res = op(old, *args, **params)
+        _check_inplace_cast(op, res.dtype, self.dtype)
+        _check_inplace_shape(op, res.shape, self.shape)
+        np.copyto(self._data, res._data, casting="unsafe")
+        self._version[0] += 1
+        self._version[1] += 1
+        node = res.grad_fn
+        if node is not None and node.out_version is not None:
+            node.out_data = self._data
+            node.out_version = self._version
+            node.out_saved_version = self._version[0]
+        self.grad_fn = node
+        self._requires_grad = res._requires_grad
+        return self
+
+
+def _check_inplace_shape(op: Any, result: tuple, target: tuple) -> None:
+    if tuple(result) != tuple(target):
+        raise RuntimeError(
+            f"{op.name}_: output with shape {list(target)} doesn't match the broadcast shape "
+            f"{list(result)}; an in-place op cannot change the tensor's shape (assign the "
+            "out-of-place result instead)"
+        )
+
+
+def _check_inplace_cast(op: Any, result: np.dtype, target: np.dtype) -> None:
+    if category(result) > category(target):
+        raise RuntimeError(
+            f"{op.name}_: result type {result} can't be cast to the desired output type "
+            f"{target}. Convert the tensor first (x = x.float()) or use an out-of-place op."
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# conversion of user data
+
+
+def _to_array(data: Any, dtype: Any) -> np.ndarray:
+    """User data -> a fresh array, with PyTorch's default dtypes for Python data."""
+    if isinstance(data, Tensor):
+        arr = np.array(data._data, copy=True)
+    elif isinstance(data, (np.ndarray, np.generic)):
+        arr = np.array(data, copy=True)
+    else:
+        arr = np.array(_unwrap_nested(data))
+        if dtype is None:
+            if arr.dtype.kind == "f":
+                arr = arr.astype(np.float32)
+            elif arr.dtype.kind in "iu":
+                arr = arr.astype(np.int64)
+            elif arr.dtype.kind not in "b":
+                raise TypeError(
+                    f"tg.tensor: could not make a tensor from {type(data).__name__} "
+                    f"(numpy made dtype {arr.dtype}); pass numbers, nested lists, or arrays"
+                )
+    if dtype is not None:
+        arr = arr.astype(np.dtype(dtype), copy=False)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"tracegrad does not support dtype {arr.dtype}")
+    return arr
+
+
+def _unwrap_nested(data: Any) -> Any:
+    if isinstance(data, Tensor):
+        return data._data
+    if isinstance(data, (list, tuple)):
+        return [_unwrap_nested(d) for d in data]
+    return data
+
+
+def _operand(x: Any) -> Any:
+    """A binary operator's other operand: Tensors and numbers as they are, arrays wrapped."""
+    if isinstance(x, Tensor) or is_scalar(x):
+        return x
+    if isinstance(x, np.ndarray):
+        return Tensor._wrap(x)
+    raise TypeError(
+        f"unsupported operand type {type(x).__name__!r} for a Tensor operation; use a Tensor, "
+        "a number or a numpy array (tg.tensor(...) converts lists)"
+    )
+
+
+def _as_tensor(x: Any) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    if is_scalar(x):
+        return Tensor(x)
+    if isinstance(x, np.ndarray):
+        return Tensor._wrap(x)
+    return Tensor(x)
+
+
+def _parse_index(index: Any) -> tuple[tuple, tuple]:
+    """A Python index -> (structure with ARRAY placeholders, index arrays as Tensors)."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    parts = []
+    arrays = []
+    for part in index:
+        if part is None or part is Ellipsis or isinstance(part, slice):
+            if isinstance(part, slice):
+                part = slice(*(_slice_bound(b) for b in (part.start, part.stop, part.step)))
+            parts.append(part)
+        elif isinstance(part, (bool, np.bool_)):
+            arrays.append(Tensor._wrap(np.asarray(part)))
+            parts.append(ops.ARRAY)
+        elif isinstance(part, (int, np.integer)):
+            parts.append(int(part))
+        elif isinstance(part, Tensor) and part.ndim == 0 and part.dtype.kind in "iu":
+            parts.append(int(part.item()))
+        else:
+            t = part if isinstance(part, Tensor) else Tensor._wrap(np.asarray(part))
+            if t.dtype.kind not in "biu":
+                raise IndexError(
+                    f"tensors used as indices must be long, int or bool tensors, got {t.dtype}"
+                )
+            if t.dtype.kind == "u" or t.dtype == np.int32:
+                t = Tensor._wrap(t._data.astype(np.int64))
+            arrays.append(t)
+            parts.append(ops.ARRAY)
+    return tuple(parts), tuple(arrays)
+
+
+def _slice_bound(b: Any) -> Any:
+    if isinstance(b, Tensor):
+        return int(b.item())
+    return b
+
+
+# --------------------------------------------------------------------------------------------
+# dispatch: the one place an op runs on Tensors
+
+
+def dispatch(op: ops.OpDef, args: tuple, params: dict) -> Tensor:
+    datas = []
+    record = False
+    for a in args:
+        if isinstance(a, Tensor):
+            datas.append(a._data)
+            if a._requires_grad:
+                record = True
+        elif is_scalar(a):
+            datas.append(a)
+        elif isinstance(a, np.ndarray):
+            datas.append(a)
+        else:
+            raise TypeError(
+                f"{op.name}: expected Tensors or numbers, got {type(a).__name__}; convert with "
+                "tg.tensor(...)"
+            )
+    try:
+        out = op.forward(*datas, **params)
+    except Exception as e:  # explain in the op's terms, with shapes
+        _explain(op, datas, params, e)
+        raise
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)
+    if op.out_dtype is not None:
+        want = op.out_dtype(*datas, **params)
+        if out.dtype != want:
+            out = out.astype(want)
+    t = Tensor._wrap(out)
+    first = args[0] if args else None
+    if op.kind in _VIEW_KINDS and isinstance(first, Tensor) and out.base is not None:
+        if np.may_share_memory(out, first._data):
+            # a view: same storage, so the same version counter (in-place checks see through)
+            t._version = first._version
+            t._base = first._base if first._base is not None else first
+            t._view_rec = first._version[1]
+    if record and _grad_state.enabled and op.vjp is not None:
+        _record(op, args, params, t)
+    return t
+
+
+def _record(op: ops.OpDef, args: tuple, params: dict, out: Tensor) -> None:
+    name = op.grad_name if type(op.grad_name) is str else op.grad_name(args, params)
+    rules = op.vjp
+    saves = op.saves
+    nexts = []
+    inputs = []
+    versions = []
+    any_edge = False
+    for i, a in enumerate(args):
+        if isinstance(a, Tensor):
+            rule = rules[0] if op.variadic else (rules[i] if i < len(rules) else None)
+            if a._requires_grad and rule is not None:
+                if a._base is not None and a._version[1] != a._view_rec:
+                    raise RuntimeError(
+                        f"{op.name}: an input of shape {tuple(a.shape)} is a view whose base was "
+                        "changed in place by a recorded operation after the view was taken; "
+                        "take the view again after the change, or clone() it before"
+                    )
+                fn = a.grad_fn if a.grad_fn is not None else a._get_accumulator()
+                nexts.append((fn, 0))
+                any_edge = True
+            else:
+                nexts.append((None, 0))
+            if i in saves:
+                inputs.append(a)
+                versions.append((i, a._version, a._version[0]))
+            else:
+                inputs.append(Aval(a._data.shape, a._data.dtype))
+        else:
+            nexts.append((None, 0))
+            inputs.append(a)
+    if not any_edge:
+        return
+    node = node_class(name)(op, params, tuple(inputs), tuple(nexts))
+    node.saved_versions = tuple(versions)
+    if op.saves_out:
+        node.out_data = out._data
+        node.out_version = out._version
+        node.out_saved_version = out._version[0]
+    out.grad_fn = node
+    out._requires_grad = True
+
+
+def _explain(op: ops.OpDef, datas: list, params: dict, error: Exception) -> None:
+    """Re-raise a numpy failure as an error that names the op and the shapes."""
+    avals = [d if is_scalar(d) else Aval(np.shape(d), np.asarray(d).dtype) for d in datas]
+    op.abstract(*avals, **params)  # raises the op's own, clearer error when shapes do not fit
+    shapes = ", ".join(str(tuple(a.shape)) if not is_scalar(a) else repr(a) for a in avals)
+    try:
+        explained = type(error)(f"{op.name}: {error} (inputs {shapes})")
+    except Exception:  # an exception type with another signature
+        explained = ValueError(f"{op.name}: {error} (inputs {shapes})")
+    raise explained from error
+
+
+ops.hooks.dispatch = dispatch
+
+
+def unpack_out(node: Node) -> Tensor:
+    """The forward output saved by `node`, as a tensor whose grad_fn is `node`."""
+    t = Tensor._wrap(node.out_data)
+    t._version = node.out_version
+    t.grad_fn = node
+    t._requires_grad = True
+    return t
+
+
+__all__ = ["Tensor", "Device", "dispatch", "result_type"]
