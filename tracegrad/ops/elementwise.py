@@ -140,12 +140,14 @@ neg = unary("neg", np.negative, lambda g, out, x: neg(g), "(-{0})", dtype=_same)
 
 
 def _pow_vjp_base(g: Any, out: Any, x: Any, y: Any) -> Any:
-    # y * x**(y-1), and exactly 0 where y == 0 (x**-1 would make 0 * inf = nan at x == 0)
+    # y * x**(y-1). Where y == 0 that is 0 except at x == 0, where it is 0 * inf = nan: there
+    # (only there, so that higher derivatives stay right elsewhere) the gradient is 0.
     if isinstance(y, (int, float, np.number)):
         if y == 0:
             return zeros_like(x)
         return mul(g, mul(y, pow(x, y - 1)))
-    d = where(eq(y, 0), 0.0, mul(y, pow(x, sub(y, 1))))
+    d = mul(y, pow(x, sub(y, 1)))
+    d = where(logical_and(eq(y, 0), eq(x, 0)), 0.0, d)
     return unbroadcast(mul(g, d), x.shape)
 
 

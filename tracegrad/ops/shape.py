@@ -330,14 +330,29 @@ def _scatter_add_forward(x: np.ndarray, index: np.ndarray, src: np.ndarray, *, d
     out = np.array(x, copy=True)
     grids = list(np.indices(index.shape, sparse=True))
     grids[dim] = index
-    np.add.at(out, tuple(grids), _other_dims_prefix(src, index, dim))
+    np.add.at(out, tuple(grids), src[tuple(slice(0, s) for s in index.shape)])
     return out
+
+
+def _scatter_add_abstract(x: Any, index: Any, src: Any, *, dim: int) -> Aval:
+    _gather_abstract(x, index, dim=dim)  # the same rule relates index and x
+    if len(src.shape) != len(index.shape) or any(
+        i > s for i, s in zip(index.shape, src.shape)
+    ):
+        raise shape_error(
+            "scatter_add",
+            "src must have the index's number of dims and be at least as large in each",
+            x.shape,
+            index.shape,
+            src.shape,
+        )
+    return Aval(x.shape, x.dtype)
 
 
 scatter_add = defop(
     "scatter_add",
     forward=_scatter_add_forward,
-    abstract=lambda x, index, src, *, dim: Aval(x.shape, x.dtype),
+    abstract=_scatter_add_abstract,
     vjp=(
         lambda g, out, x, index, src, *, dim: g,
         None,
