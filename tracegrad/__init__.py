@@ -11,8 +11,11 @@ tensor([[2.0000, 3.3333, 4.6667],
         [6.0000, 7.3333, 8.6667]])
 """
 
-from . import _tensor_methods  # attaches the math and shape methods to Tensor
-from . import autograd, ops
+from . import (
+    _tensor_methods,  # attaches the math and shape methods to Tensor
+    autograd,
+    ops,
+)
 from ._tensor_str import set_printoptions
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .autograd.functional import grad, hessian, jacobian, jacrev, jvp, value_and_grad, vjp

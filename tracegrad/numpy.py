@@ -15,7 +15,8 @@ keep their dtype.
 from __future__ import annotations
 
 import builtins
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as _np
 

@@ -11,8 +11,9 @@ on hypothesis-drawn shapes (broadcasting, size-1 and zero-size dims) and memory 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import hypothesis.extra.numpy as hnp
 import numpy as np

@@ -336,9 +336,7 @@ def _scatter_add_forward(x: np.ndarray, index: np.ndarray, src: np.ndarray, *, d
 
 def _scatter_add_abstract(x: Any, index: Any, src: Any, *, dim: int) -> Aval:
     _gather_abstract(x, index, dim=dim)  # the same rule relates index and x
-    if len(src.shape) != len(index.shape) or any(
-        i > s for i, s in zip(index.shape, src.shape)
-    ):
+    if len(src.shape) != len(index.shape) or any(i > s for i, s in zip(index.shape, src.shape)):
         raise shape_error(
             "scatter_add",
             "src must have the index's number of dims and be at least as large in each",
