@@ -376,7 +376,7 @@ def _infer_shape(fn: str, shape: tuple, numel: int, have: tuple) -> tuple:
     unknown = [i for i, s in enumerate(shape) if s == -1]
     if len(unknown) > 1:
         raise RuntimeError(f"{fn}: only one dimension can be inferred (-1), got {list(shape)}")
-    if any(s < -1 for s in shape):
+    if builtins.any(s < -1 for s in shape):
         raise RuntimeError(f"{fn}: invalid shape dimension in {list(shape)}")
     known = 1
     for s in shape:

@@ -15,17 +15,24 @@ from .elementwise import mul
 from .shape import permute, reshape
 
 
+def _matmul_dtype(x: Any, y: Any) -> np.dtype:
+    # PyTorch refuses mixed dtypes here rather than promoting: a silent float64 copy of a
+    # float32 weight matrix is a performance bug that is hard to find.
+    if x.dtype != y.dtype:
+        raise TypeError(
+            f"matmul: both arguments must have the same dtype, got {x.dtype} and {y.dtype} "
+            f"(shapes {tuple(x.shape)}, {tuple(y.shape)}). Convert one: .float() or .double()"
+        )
+    return x.dtype
+
+
 def _matmul_abstract(x: Any, y: Any) -> Aval:
     xs, ys = tuple(x.shape), tuple(y.shape)
     if not xs or not ys:
         raise shape_error(
             "matmul", "both arguments need at least 1 dim", xs, ys, fix="Use mul for scalars"
         )
-    if x.dtype != y.dtype:
-        raise TypeError(
-            f"matmul: both arguments must have the same dtype, got {x.dtype} and {y.dtype} "
-            f"(shapes {xs}, {ys}). Convert one: .float() or .double()"
-        )
+    _matmul_dtype(x, y)
     k1 = xs[-1]
     k2 = ys[0] if len(ys) == 1 else ys[-2]
     if k1 != k2:
@@ -85,6 +92,7 @@ matmul = defop(
     "matmul",
     forward=np.matmul,
     abstract=_matmul_abstract,
+    out_dtype=_matmul_dtype,
     vjp=(_matmul_vjp_x, _matmul_vjp_y),
     saves=(0, 1),
     grad_name=lambda args, params: (

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .core import DEFAULT_INT, Aval, defop, shape_error
-from .elementwise import div, eq, logical_not, mul, where
+from .elementwise import div, eq, logical_not, mul, sub, where
 from .shape import expand, reshape
 
 
@@ -76,6 +76,7 @@ sum = defop(  # noqa: A001 - the op's name
         np.sum(x, axis=dims, keepdims=keepdim, dtype=_int_to_int64(x.dtype))
     ),
     abstract=_reduce_abstract("sum", _int_to_int64),
+    out_dtype=lambda x, *, dims, keepdim: _int_to_int64(x.dtype),
     vjp=(lambda g, out, x, *, dims, keepdim: expand_back(g, x.shape, dims, keepdim),),
     kind="reduce",
 )
@@ -95,6 +96,7 @@ mean = defop(
     "mean",
     forward=_mean_forward,
     abstract=_reduce_abstract("mean", _float_only("mean")),
+    out_dtype=lambda x, *, dims, keepdim: _float_only("mean")(x.dtype),
     vjp=(
         lambda g, out, x, *, dims, keepdim: div(
             expand_back(g, x.shape, dims, keepdim), float(_count(x.shape, dims))
@@ -138,24 +140,30 @@ amin = defop(
 
 
 # --------------------------------------------------------------------------------------------
-# prod: d(prod)/dx_i is the product of the other elements. out / x_i is that product only
-# where x_i != 0; with one zero in a slice, that zero's gradient is the product of the rest,
-# and with two or more zeros every gradient is 0.
+# prod: d(prod)/dx_i is the product of the other elements. out / x_i is that product only where
+# x_i != 0. For a zero x_i: with one zero in the slice it is the product of the non-zeros; with
+# two it is that product times the other zero (written as (sum of the zeros) - x_i, whose value
+# is 0 but whose derivative is right, so second derivatives are exact too); with three or more
+# it is 0 to second order.
 
 
 def _prod_vjp(g: Any, out: Any, x: Any, *, dims: tuple, keepdim: bool) -> Any:
-    ge_ = expand_back(g, x.shape, dims, keepdim)
+    def back(t: Any) -> Any:
+        return expand_back(t, x.shape, dims, True)
+
     is_zero = eq(x, 0)
-    zeros_in_slice = expand_back(sum(is_zero, dims=dims, keepdim=True), x.shape, dims, True)
+    zeros_in_slice = back(sum(is_zero, dims=dims, keepdim=True))
     x_nonzero = where(is_zero, 1.0, x)
-    prod_nonzero = expand_back(prod(x_nonzero, dims=dims, keepdim=True), x.shape, dims, True)
-    out_b = expand_back(out, x.shape, dims, keepdim)
-    others = where(
-        logical_not(is_zero),
-        div(out_b, x_nonzero),
-        where(eq(zeros_in_slice, 1), prod_nonzero, 0.0),
+    prod_nonzero = back(prod(x_nonzero, dims=dims, keepdim=True))
+    other_zero = sub(back(sum(where(is_zero, x, 0.0), dims=dims, keepdim=True)), x)
+    at_zero = where(
+        eq(zeros_in_slice, 1),
+        prod_nonzero,
+        where(eq(zeros_in_slice, 2), mul(prod_nonzero, other_zero), 0.0),
     )
-    return mul(ge_, others)
+    out_b = expand_back(out, x.shape, dims, keepdim)
+    others = where(logical_not(is_zero), div(out_b, x_nonzero), at_zero)
+    return mul(expand_back(g, x.shape, dims, keepdim), others)
 
 
 prod = defop(
@@ -164,6 +172,7 @@ prod = defop(
         np.prod(x, axis=dims, keepdims=keepdim, dtype=_int_to_int64(x.dtype))
     ),
     abstract=_reduce_abstract("prod", _int_to_int64),
+    out_dtype=lambda x, *, dims, keepdim: _int_to_int64(x.dtype),
     vjp=(_prod_vjp,),
     saves=(0,),
     saves_out=True,
