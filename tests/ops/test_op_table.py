@@ -11,8 +11,8 @@ on hypothesis-drawn shapes (broadcasting, size-1 and zero-size dims) and memory 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
