@@ -65,23 +65,20 @@ class _Formatter:
         hi = float(absvals.max())
         vals = finite.tolist()
         self.int_mode = bool(np.all(finite == np.ceil(finite)))
-        if self.int_mode:
-            if hi / lo > 1000.0 or hi > 1.0e8:
-                self.sci_mode = True
-                for v in vals:
-                    self.max_width = max(self.max_width, len(f"{v:.{precision}e}"))
-            else:
-                for v in vals:
-                    self.max_width = max(self.max_width, len(f"{v:.0f}") + 1)
-        elif hi / lo > 1000.0 or hi > 1.0e8 or lo < 1.0e-4:
-            self.sci_mode = True
+        if PRINT_OPTS.sci_mode is None:
+            self.sci_mode = hi / lo > 1000.0 or hi > 1.0e8 or lo < 1.0e-4
+        else:
+            self.sci_mode = PRINT_OPTS.sci_mode
+        if self.sci_mode:
             for v in vals:
                 self.max_width = max(self.max_width, len(f"{v:.{precision}e}"))
+        elif self.int_mode:
+            # integer-valued floats print as "9." : one more column for the point
+            for v in vals:
+                self.max_width = max(self.max_width, len(f"{v:.0f}") + 1)
         else:
             for v in vals:
                 self.max_width = max(self.max_width, len(f"{v:.{precision}f}"))
-        if PRINT_OPTS.sci_mode is not None:
-            self.sci_mode = PRINT_OPTS.sci_mode
 
     def format(self, value: Any) -> str:
         precision = PRINT_OPTS.precision

@@ -387,7 +387,7 @@ full = defop(
 
 copy = defop(
     "copy",
-    forward=lambda x: np.array(x, copy=True),
+    forward=lambda x: np.array(x, copy=True, order="C"),
     abstract=lambda x: Aval(x.shape, x.dtype),
     vjp=(lambda g, out, x: g,),
     grad_name="CloneBackward0",

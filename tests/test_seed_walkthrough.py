@@ -1,0 +1,106 @@
+"""SEEDS.md sections 2-4 (and the functional part of 7): every step prints what PyTorch prints.
+
+Each test runs the tutorial's code as written, with `torch` replaced by `tracegrad as tg`, and
+compares the exact strings. The last test runs examples/seed_walkthrough.py end to end.
+"""
+
+import pathlib
+import runpy
+import subprocess
+import sys
+
+import pytest
+
+import tracegrad as tg
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_section_2_one_element():
+    x = tg.tensor(2.0, requires_grad=True)
+    y = 2 * x**2 + 1
+    assert str(x) == "tensor(2., requires_grad=True)"
+    assert str(y) == "tensor(9., grad_fn=<AddBackward0>)"
+    assert x.grad is None
+    y.backward()
+    assert str(x.grad) == "tensor(8.)"
+
+
+def test_section_2_without_requires_grad():
+    x = tg.tensor(2.0)
+    y = 2 * x**2 + 1
+    assert str(y) == "tensor(9.)"
+    assert y.grad_fn is None
+    with pytest.raises(RuntimeError, match="does not require grad and does not have a grad_fn"):
+        y.backward()
+
+
+def test_section_3_two_layers():
+    x = tg.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
+    y = 2 * x + 1
+    z = y**2
+    out = z.mean()
+    assert str(y) == "tensor([[ 3.,  5.,  7.],\n        [ 9., 11., 13.]], grad_fn=<AddBackward0>)"
+    assert str(z) == (
+        "tensor([[  9.,  25.,  49.],\n        [ 81., 121., 169.]], grad_fn=<PowBackward0>)"
+    )
+    assert str(out) == "tensor(75.6667, grad_fn=<MeanBackward0>)"
+    out.backward()
+    assert str(x.grad) == "tensor([[2.0000, 3.3333, 4.6667],\n        [6.0000, 7.3333, 8.6667]])"
+
+
+def test_section_4_vector_output():
+    a = tg.tensor([2.0, 3.0], requires_grad=True)
+    b = tg.tensor([6.0, 4.0], requires_grad=True)
+    Q = 3 * a**3 - b**2
+    with pytest.raises(RuntimeError, match="grad can be implicitly created only for scalar"):
+        Q.backward()
+    Q.backward(gradient=tg.tensor([1.0, 1.0]))
+    assert str(9 * a**2 == a.grad) == "tensor([True, True])"
+    assert str(-2 * b == b.grad) == "tensor([True, True])"
+
+
+def test_section_4_second_example():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    y = tg.tensor([3.0, 4.0], requires_grad=True)
+    z = 6 * x**2 - 2 * y**3
+    assert (6 * x).grad_fn.name() == "MulBackward0"
+    assert str(6 * x) == "tensor([ 6., 12.], grad_fn=<MulBackward0>)"
+    z.backward(gradient=tg.ones_like(z))
+    assert str(x.grad == 12 * x) == "tensor([True, True])"
+    assert str(y.grad == -6 * y**2) == "tensor([True, True])"
+
+
+def test_section_7_grad_equals_backward():
+    data = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    x = tg.tensor(data, requires_grad=True)
+    ((2 * x + 1) ** 2).mean().backward()
+    g = tg.grad(lambda x: ((2 * x + 1) ** 2).mean())(tg.tensor(data))
+    assert str(g) == str(x.grad)
+
+
+def test_example_script_prints_the_walkthrough(capsys):
+    runpy.run_path(str(ROOT / "examples" / "seed_walkthrough.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    for expected in [
+        "tensor(2., requires_grad=True)",
+        "tensor(9., grad_fn=<AddBackward0>)",
+        "tensor(8.)",
+        "tensor(75.6667, grad_fn=<MeanBackward0>)",
+        "tensor([[2.0000, 3.3333, 4.6667],\n        [6.0000, 7.3333, 8.6667]])",
+        "tensor([True, True])",
+        "element 0 of tensors does not require grad and does not have a grad_fn",
+        "grad can be implicitly created only for scalar outputs",
+    ]:
+        assert expected in out
+
+
+def test_example_script_runs_as_a_program():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "seed_walkthrough.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "tensor(75.6667, grad_fn=<MeanBackward0>)" in done.stdout
