@@ -389,34 +389,34 @@ class Tensor:
     # operators (PyTorch order of operands, so `2 * x` is `mul(x, 2)`: MulBackward0 over x)
 
     def __add__(self, other: Any) -> Tensor:
-        return ops.add(self, _operand(other))
+        return dispatch(ops.add, (self, _operand(other)), _NO_PARAMS)
 
     def __radd__(self, other: Any) -> Tensor:
-        return ops.add(self, _operand(other))
+        return dispatch(ops.add, (self, _operand(other)), _NO_PARAMS)
 
     def __sub__(self, other: Any) -> Tensor:
-        return ops.sub(self, _operand(other))
+        return dispatch(ops.sub, (self, _operand(other)), _NO_PARAMS)
 
     def __rsub__(self, other: Any) -> Tensor:
-        return ops.sub(_operand(other), self)
+        return dispatch(ops.sub, (_operand(other), self), _NO_PARAMS)
 
     def __mul__(self, other: Any) -> Tensor:
-        return ops.mul(self, _operand(other))
+        return dispatch(ops.mul, (self, _operand(other)), _NO_PARAMS)
 
     def __rmul__(self, other: Any) -> Tensor:
-        return ops.mul(self, _operand(other))
+        return dispatch(ops.mul, (self, _operand(other)), _NO_PARAMS)
 
     def __truediv__(self, other: Any) -> Tensor:
-        return ops.div(self, _operand(other))
+        return dispatch(ops.div, (self, _operand(other)), _NO_PARAMS)
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return ops.div(_operand(other), self)
+        return dispatch(ops.div, (_operand(other), self), _NO_PARAMS)
 
     def __pow__(self, other: Any) -> Tensor:
-        return ops.pow(self, _operand(other))
+        return dispatch(ops.pow, (self, _operand(other)), _NO_PARAMS)
 
     def __rpow__(self, other: Any) -> Tensor:
-        return ops.pow(_operand(other), self)
+        return dispatch(ops.pow, (_operand(other), self), _NO_PARAMS)
 
     def __matmul__(self, other: Any) -> Tensor:
         return ops.matmul(self, _as_tensor(other))
@@ -634,9 +634,13 @@ def _unwrap_nested(data: Any) -> Any:
     return data
 
 
+_NO_PARAMS: dict = {}
+_NUMBER_TYPES = (float, int, bool)
+
+
 def _operand(x: Any) -> Any:
     """A binary operator's other operand: Tensors and numbers as they are, arrays wrapped."""
-    if isinstance(x, Tensor) or is_scalar(x):
+    if type(x) in _NUMBER_TYPES or isinstance(x, Tensor) or is_scalar(x):
         return x
     if isinstance(x, np.ndarray):
         return Tensor._wrap(x)
@@ -705,9 +709,7 @@ def dispatch(op: ops.OpDef, args: tuple, params: dict) -> Tensor:
             datas.append(a._data)
             if a._requires_grad:
                 record = True
-        elif is_scalar(a):
-            datas.append(a)
-        elif isinstance(a, np.ndarray):
+        elif type(a) in _NUMBER_TYPES or is_scalar(a) or isinstance(a, np.ndarray):
             datas.append(a)
         else:
             raise TypeError(
@@ -725,10 +727,19 @@ def dispatch(op: ops.OpDef, args: tuple, params: dict) -> Tensor:
         want = op.out_dtype(*datas, **params)
         if out.dtype != want:
             out = out.astype(want)
-    t = Tensor._wrap(out)
-    first = args[0] if args else None
-    if op.kind in _VIEW_KINDS and isinstance(first, Tensor) and out.base is not None:
-        if np.may_share_memory(out, first._data):
+    t = object.__new__(Tensor)
+    t._data = out
+    t._requires_grad = False
+    t.grad = None
+    t.grad_fn = None
+    t._version = [0, 0]
+    t._base = None
+    t._view_rec = 0
+    t._accumulator = None
+    t._retains_grad = False
+    if op.kind in _VIEW_KINDS and out.base is not None:
+        first = args[0]
+        if isinstance(first, Tensor) and np.may_share_memory(out, first._data):
             # a view: same storage, so the same version counter (in-place checks see through)
             t._version = first._version
             t._base = first._base if first._base is not None else first
@@ -736,6 +747,9 @@ def dispatch(op: ops.OpDef, args: tuple, params: dict) -> Tensor:
     if record and _grad_state.enabled and op.vjp is not None:
         _record(op, args, params, t)
     return t
+
+
+_node_classes: dict = {}
 
 
 def _record(op: ops.OpDef, args: tuple, params: dict, out: Tensor) -> None:
@@ -771,7 +785,10 @@ def _record(op: ops.OpDef, args: tuple, params: dict, out: Tensor) -> None:
             inputs.append(a)
     if not any_edge:
         return
-    node = node_class(name)(op, params, tuple(inputs), tuple(nexts))
+    cls = _node_classes.get(name)
+    if cls is None:
+        cls = _node_classes[name] = node_class(name)
+    node = cls(op, params, tuple(inputs), tuple(nexts))
     node.saved_versions = tuple(versions)
     if op.saves_out:
         node.out_data = out._data

@@ -130,19 +130,19 @@ def run_backward(
 
     # 1. discover the graph and count, for every node, the edges that reach it
     deps: dict[Node, int] = {}
-    seen = set(root_nodes)
-    stack = list(seen)
-    order = []
+    stack = list(dict.fromkeys(root_nodes))
+    order = stack[:]
     while stack:
         node = stack.pop()
-        order.append(node)
         for nxt, _ in node.next_functions:
             if nxt is None:
                 continue
-            deps[nxt] = deps.get(nxt, 0) + 1
-            if nxt not in seen:
-                seen.add(nxt)
+            if nxt in deps:
+                deps[nxt] += 1
+            else:
+                deps[nxt] = 1
                 stack.append(nxt)
+                order.append(nxt)
 
     # 2. with `inputs`, only nodes that lead to one of them need their rules run
     capture: dict[Node, list[int]] = {}
@@ -157,21 +157,22 @@ def run_backward(
     for node, g in zip(root_nodes, grads):
         _add_to(buffers, node, g)
     results: list = [None] * (len(inputs) if inputs is not None else 0)
-    ready = [n for n in dict.fromkeys(root_nodes) if deps.get(n, 0) == 0]
+    ready = [n for n in dict.fromkeys(root_nodes) if n not in deps]
+    accumulate = inputs is None
     prev = state.enabled
     state.enabled = create_graph
     try:
         while ready:
             node = ready.pop()
             g = buffers.pop(node, None)
-            if node in capture:
+            if capture and node in capture:
                 for i in capture[node]:
                     results[i] = g
-            if isinstance(node, AccumulateGrad):
-                if inputs is None and g is not None:
+            if type(node) is AccumulateGrad:
+                if accumulate and g is not None:
                     _accumulate_grad(node.variable, g, create_graph)
             elif g is not None and (needed is None or node in needed):
-                _run_node(node, g, buffers, needed, inputs is None)
+                _run_node(node, g, buffers, needed, accumulate)
                 if not retain_graph:
                     node.release()
             for nxt, _ in node.next_functions:

@@ -58,9 +58,12 @@ class Node:
 
     def release(self) -> None:
         """Free what the VJP rules needed (after a backward without retain_graph)."""
-        if self.has_saved:
+        if self.saved_versions or self.out_version is not None:
             self.freed = True
-            self.inputs = tuple(None if hasattr(x, "_data") else x for x in self.inputs)
+            inputs = list(self.inputs)
+            for i, _, _ in self.saved_versions:
+                inputs[i] = None
+            self.inputs = tuple(inputs)
             self.out_data = None
 
     def __repr__(self) -> str:

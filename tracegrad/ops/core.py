@@ -129,8 +129,32 @@ def promote(a: np.dtype | None, b: np.dtype) -> np.dtype:
     return hit
 
 
+_KIND_CATEGORY = {"b": 0, "i": 1, "u": 1, "f": 2}
+_PY_CATEGORY = {bool: 0, int: 1, float: 2}
+
+
 def result_type(*xs: Any) -> np.dtype:
     """The dtype of an elementwise op over arrays/avals and Python numbers, as PyTorch does it."""
+    # Fast path, the common eager case: arrays of one dtype, Python numbers of no higher
+    # category (x * 2.0, x + y). Anything else takes the general rule below.
+    dtype = None
+    number_category = -1
+    for x in xs:
+        c = _PY_CATEGORY.get(type(x))
+        if c is not None:
+            if c > number_category:
+                number_category = c
+            continue
+        d = getattr(x, "dtype", None)
+        if d is None or (dtype is not None and d != dtype):
+            return _result_type_general(xs)
+        dtype = d
+    if dtype is not None and number_category <= _KIND_CATEGORY.get(dtype.kind, -1):
+        return dtype
+    return _result_type_general(xs)
+
+
+def _result_type_general(xs: tuple) -> np.dtype:
     dim = None
     zero = None
     scalar_cat = -1

@@ -25,14 +25,34 @@ from .core import (
 )
 from .shape import expand, full
 
+try:  # numpy >= 2 keeps the floating-point error state in a context variable
+    from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
+
+    _QUIET_STATE = _make_extobj(divide="ignore", invalid="ignore", over="ignore")
+except ImportError:  # pragma: no cover - numpy 1.x
+    _extobj_contextvar = None
+
 
 def quiet(forward: Any) -> Any:
     """Run a numpy forward without floating-point warnings: log(0) = -inf and 0/0 = nan are
-    results, as in PyTorch, not events. (`.ufunc` keeps the raw ufunc for in-place updates.)"""
+    results, as in PyTorch, not events. (`.ufunc` keeps the raw ufunc for in-place updates.)
 
-    def run(*args: Any, **params: Any) -> Any:
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return forward(*args, **params)
+    Setting numpy's context variable directly does what `np.errstate` does at a tenth of the
+    cost, which matters for eager ops on small tensors; older numpy uses `np.errstate`."""
+    if _extobj_contextvar is not None:
+
+        def run(*args: Any, **params: Any) -> Any:
+            token = _extobj_contextvar.set(_QUIET_STATE)
+            try:
+                return forward(*args, **params)
+            finally:
+                _extobj_contextvar.reset(token)
+
+    else:
+
+        def run(*args: Any, **params: Any) -> Any:
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                return forward(*args, **params)
 
     run.ufunc = forward
     run.__name__ = getattr(forward, "__name__", "forward")
@@ -145,7 +165,9 @@ def _pow_vjp_base(g: Any, out: Any, x: Any, y: Any) -> Any:
     if isinstance(y, (int, float, np.number)):
         if y == 0:
             return zeros_like(x)
-        return mul(g, mul(y, pow(x, y - 1)))
+        if y == 1:
+            return g
+        return mul(g, mul(x if y == 2 else pow(x, y - 1), y))
     d = mul(y, pow(x, sub(y, 1)))
     d = where(logical_and(eq(y, 0), eq(x, 0)), 0.0, d)
     return unbroadcast(mul(g, d), x.shape)
@@ -158,7 +180,7 @@ def _pow_vjp_exponent(g: Any, out: Any, x: Any, y: Any) -> Any:
 
 
 def _pow_forward(x: Any, y: Any) -> np.ndarray:
-    if isinstance(y, (int, np.integer)) and np.asarray(x).dtype.kind in "iu" and y < 0:
+    if type(y) is int and y < 0 and np.asarray(x).dtype.kind in "iu":
         raise ValueError("pow: integers to negative integer powers are not allowed; use x.float()")
     return np.power(x, y)
 

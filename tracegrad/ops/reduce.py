@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .core import DEFAULT_INT, Aval, defop, shape_error
-from .elementwise import div, eq, logical_not, mul, sub, where
+from .elementwise import div, eq, logical_not, mul, quiet, sub, where
 from .shape import expand, reshape
 
 
@@ -25,7 +25,8 @@ def reduced_shape(shape: tuple, dims: tuple, keepdim: bool) -> tuple:
 
 def expand_back(g: Any, shape: tuple, dims: tuple, keepdim: bool) -> Any:
     """Broadcast a reduced cotangent back over the dims that were reduced."""
-    if not keepdim and dims:
+    # (a full reduction's scalar broadcasts as it is: no reshape needed)
+    if not keepdim and dims and len(dims) < len(shape):
         g = reshape(g, shape=reduced_shape(shape, dims, True))
     return expand(g, shape=tuple(shape))
 
@@ -72,8 +73,8 @@ def _float_only(name: str) -> Any:
 
 sum = defop(  # noqa: A001 - the op's name
     "sum",
-    forward=lambda x, *, dims, keepdim: np.asarray(
-        np.sum(x, axis=dims, keepdims=keepdim, dtype=_int_to_int64(x.dtype))
+    forward=lambda x, *, dims, keepdim: np.add.reduce(
+        x, axis=dims, keepdims=keepdim, dtype=_int_to_int64(x.dtype)
     ),
     abstract=_reduce_abstract("sum", _int_to_int64),
     out_dtype=lambda x, *, dims, keepdim: _int_to_int64(x.dtype),
@@ -86,20 +87,25 @@ sum = defop(  # noqa: A001 - the op's name
 # mean: sum / N, N the number of reduced elements (NaN for an empty reduction, as PyTorch)
 
 
+@quiet
 def _mean_forward(x: np.ndarray, *, dims: tuple, keepdim: bool) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        total = np.sum(x, axis=dims, keepdims=keepdim)
-        return np.asarray(np.true_divide(total, _count(x.shape, dims)), dtype=x.dtype)
+    # sum / N, as np.mean computes it (the empty mean is NaN, quietly)
+    total = np.add.reduce(x, axis=dims, keepdims=keepdim)
+    return np.true_divide(total, _count(x.shape, dims), dtype=x.dtype)
+
+
+_mean_dtype = _float_only("mean")
 
 
 mean = defop(
     "mean",
     forward=_mean_forward,
     abstract=_reduce_abstract("mean", _float_only("mean")),
-    out_dtype=lambda x, *, dims, keepdim: _float_only("mean")(x.dtype),
+    out_dtype=lambda x, *, dims, keepdim: _mean_dtype(x.dtype),
+    # divide the reduced cotangent first, then broadcast it: N times fewer divisions
     vjp=(
-        lambda g, out, x, *, dims, keepdim: div(
-            expand_back(g, x.shape, dims, keepdim), float(_count(x.shape, dims))
+        lambda g, out, x, *, dims, keepdim: expand_back(
+            div(g, float(_count(x.shape, dims))), x.shape, dims, keepdim
         ),
     ),
     kind="reduce",
