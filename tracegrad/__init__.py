@@ -24,7 +24,10 @@ from .creation import *  # noqa: F403
 from .creation import bool, float, float16, float32, float64, int32, int64
 from .functions import *  # noqa: F403
 from .functions import abs, all, any, max, min, pow, sum
+from .runtime import jit
+from .tape import TracerError
 from .tensor import Device, Tensor
+from .trace import make_tape
 
 device = Device
 dtype = type(float32)

@@ -16,6 +16,7 @@ attaches a `grad_fn` node for the reverse sweep.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,8 +26,21 @@ from . import ops
 from .autograd.grad_mode import state as _grad_state
 from .autograd.node import AccumulateGrad, Node, node_class
 from .ops.core import Aval, category, is_scalar, result_type
+from .tape.errors import TracerError, escaped, value_needed
+from .tape.ir import Var
 
 _VIEW_KINDS = frozenset(("shape", "index"))
+
+
+class _TraceSlot(threading.local):
+    """The tracer of the trace running in this thread (None in eager mode). Set by
+    `tracegrad.trace`; this module only asks it to capture, to make constants and to record
+    equations, so the Tensor layer does not depend on the tracing machinery."""
+
+    tracer = None
+
+
+tracing = _TraceSlot()
 
 
 class Device:
@@ -74,7 +88,7 @@ class Tensor:
     __slots__ = (
         "_data",
         "_requires_grad",
-        "grad",
+        "_grad",
         "grad_fn",
         "_version",
         "_base",
@@ -88,9 +102,10 @@ class Tensor:
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
         arr = _to_array(data, dtype)
-        self._data = arr
+        tracer = tracing.tracer
+        self._data = arr if tracer is None else tracer.const(arr)
         self._requires_grad = False
-        self.grad = None
+        self._grad = None
         self.grad_fn = None
         self._version = [0, 0]
         self._base = None
@@ -104,9 +119,10 @@ class Tensor:
     def _wrap(cls, data: np.ndarray) -> Tensor:
         # internal: wrap an array without copying or checking
         t = object.__new__(cls)
-        t._data = data
+        tracer = tracing.tracer
+        t._data = data if tracer is None or type(data) is not np.ndarray else tracer.const(data)
         t._requires_grad = False
-        t.grad = None
+        t._grad = None
         t.grad_fn = None
         t._version = [0, 0]
         t._base = None
@@ -141,8 +157,28 @@ class Tensor:
 
     @data.setter
     def data(self, value: Tensor) -> None:
+        if tracing.tracer is not None:
+            raise TracerError(
+                "assigning .data inside tg.jit is not supported; update the tensor in place "
+                "under tg.no_grad() (p.copy_(value)) instead"
+            )
         self._data = _to_array(value, None)
         self._version[0] += 1
+
+    @property
+    def grad(self) -> Tensor | None:
+        """The accumulated gradient (None until a backward reaches this leaf)."""
+        tracer = tracing.tracer
+        if tracer is not None:
+            tracer.note_grad_access(self, "read")  # the compiled call depends on it
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        tracer = tracing.tracer
+        if tracer is not None:
+            tracer.note_grad_access(self, "write")  # a jitted function that sets .grad writes state
+        self._grad = value
 
     @property
     def requires_grad(self) -> bool:
@@ -180,7 +216,16 @@ class Tensor:
         return self._data.itemsize
 
     def is_contiguous(self) -> bool:
-        return bool(self._data.flags.c_contiguous)
+        return type(self._data) is Var or bool(self._data.flags.c_contiguous)
+
+    def _concrete(self, what: str) -> np.ndarray:
+        """The data as an array; while tracing (or after a trace) there is none."""
+        data = self._data
+        if type(data) is Var:
+            if data.tape is not None and data.tape.done:
+                raise escaped(data.aval)
+            raise value_needed(what, data.aval)
+        return data
 
     def is_floating_point(self) -> bool:
         return self._data.dtype.kind == "f"
@@ -233,6 +278,11 @@ class Tensor:
         """A tensor sharing this one's data, outside the graph (no grad_fn, no requires_grad)."""
         t = Tensor._wrap(self._data)
         t._version = self._version
+        if tracing.tracer is not None:
+            # traced values cannot share storage: the alias is a view, so that an in-place
+            # change through it is refused instead of silently not reaching this tensor
+            t._base = self._base if self._base is not None else self
+            t._view_rec = self._version[1]
         return t
 
     def detach_(self) -> Tensor:
@@ -263,12 +313,13 @@ class Tensor:
 
     def numpy(self, *, force: bool = False) -> np.ndarray:
         """The underlying numpy array (shared memory, like PyTorch)."""
+        data = self._concrete("Tensor.numpy()")
         if self._requires_grad and not force:
             raise RuntimeError(
                 "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
                 "instead."
             )
-        return self._data
+        return data
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         arr = self.numpy()
@@ -277,6 +328,7 @@ class Tensor:
         return np.array(arr, copy=True) if copy else arr
 
     def item(self) -> Any:
+        self._concrete("Tensor.item()")
         if self._data.size != 1:
             raise RuntimeError(
                 f"a Tensor with {self._data.size} elements cannot be converted to Scalar "
@@ -285,9 +337,10 @@ class Tensor:
         return self._data.reshape(()).item()
 
     def tolist(self) -> Any:
-        return self._data.tolist()
+        return self._concrete("Tensor.tolist()").tolist()
 
     def __bool__(self) -> bool:
+        self._concrete("bool() (an `if` or `while` on a tensor)")
         if self._data.size != 1:
             raise RuntimeError(
                 f"Boolean value of Tensor with more than one value is ambiguous (shape "
@@ -296,24 +349,30 @@ class Tensor:
         return bool(self._data.reshape(()))
 
     def __float__(self) -> float:
+        self._concrete("float()")
         return float(self.item())
 
     def __int__(self) -> int:
+        self._concrete("int()")
         return int(self.item())
 
     def __index__(self) -> int:
+        self._concrete("using a tensor as an index or size")
         if self._data.dtype.kind not in "iu" or self._data.size != 1:
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self.item())
 
     def __format__(self, spec: str) -> str:
-        if self._data.ndim == 0 and spec:
+        if self._data.ndim == 0 and spec and type(self._data) is not Var:
             return self.item().__format__(spec)
         return object.__format__(repr(self), spec)
 
     def __repr__(self) -> str:
         from ._tensor_str import tensor_repr
 
+        if type(self._data) is Var:
+            suffix = f", grad_fn=<{self.grad_fn.name()}>" if self.grad_fn is not None else ""
+            return f"tensor(<traced {self._data.aval!r}>{suffix})"
         return tensor_repr(self)
 
     __str__ = __repr__
@@ -334,8 +393,8 @@ class Tensor:
             )
         t = type(self)._wrap(self._data.copy())
         t._requires_grad = self._requires_grad
-        if self.grad is not None:
-            t.grad = Tensor._wrap(self.grad._data.copy())
+        if self._grad is not None:
+            t._grad = Tensor._wrap(self._grad._data.copy())
         memo[id(self)] = t
         return t
 
@@ -519,6 +578,9 @@ class Tensor:
         it). When the change must be recorded, the op is applied to a snapshot of the old value
         and self takes over the new node as its grad_fn, as PyTorch does.
         """
+        tracer = tracing.tracer
+        if tracer is not None:
+            return self._inplace_traced(tracer, op, args, params)
         if not self._data.flags.writeable:
             raise RuntimeError(
                 f"{op.name}_: this tensor's memory cannot be written (an expand()ed view, or a "
@@ -578,6 +640,51 @@ class Tensor:
         self.grad_fn = node
         self._requires_grad = res._requires_grad
         return self
+
+
+def _inplace_traced(self: Tensor, tracer: Any, op: Any, args: tuple, params: dict) -> Tensor:
+    """In-place under tracing is functional: the op is traced out of place and the tensor is
+    rebound to the result; if the tensor is captured state, that becomes a state write."""
+    recording = _grad_state.enabled and (
+        self._requires_grad or any(isinstance(a, Tensor) and a._requires_grad for a in args)
+    )
+    if recording and self.grad_fn is None and self._requires_grad:
+        raise RuntimeError(
+            "a leaf Variable that requires grad is being used in an in-place operation. "
+            f"({op.name} on a tensor of shape {tuple(self.shape)}.) Wrap the update in "
+            "`with tg.no_grad():` (as optimizers do), or work on a clone()."
+        )
+    if self._base is not None:
+        raise TracerError(
+            f"{op.name}_: in-place change of a view (or of a detach()ed / .data alias; shape "
+            f"{tuple(self.shape)}) inside tg.jit: a traced view cannot write through to its base. "
+            "Change the base tensor itself (with tg.no_grad(): p.add_(...))."
+        )
+    if type(self._data) is not Var:
+        tracer.capture(self)
+    old = Tensor._wrap(self._data)
+    old.grad_fn = self.grad_fn
+    old._requires_grad = self._requires_grad
+    res = op(old, *args, **params)
+    _check_inplace_cast(op, res.dtype, self.dtype)
+    _check_inplace_shape(op, res.shape, self.shape)
+    if res.dtype != self.dtype:
+        res = ops.astype(res, dtype=self.dtype)
+    self._data = res._data
+    self._version[0] += 1
+    self._version[1] += 1
+    if recording:
+        node = res.grad_fn
+        if node is not None and node.out_version is not None:
+            node.out_data = self._data
+            node.out_version = self._version
+            node.out_saved_version = self._version[0]
+        self.grad_fn = node
+        self._requires_grad = res._requires_grad
+    return self
+
+
+Tensor._inplace_traced = _inplace_traced
 
 
 def _check_inplace_shape(op: Any, result: tuple, target: tuple) -> None:
@@ -702,10 +809,15 @@ def _slice_bound(b: Any) -> Any:
 
 
 def dispatch(op: ops.OpDef, args: tuple, params: dict) -> Tensor:
+    tracer = tracing.tracer
+    if tracer is not None:
+        return _dispatch_traced(tracer, op, args, params)
     datas = []
     record = False
     for a in args:
         if isinstance(a, Tensor):
+            if type(a._data) is Var:
+                raise escaped(a._data.aval)
             datas.append(a._data)
             if a._requires_grad:
                 record = True
@@ -730,7 +842,7 @@ def dispatch(op: ops.OpDef, args: tuple, params: dict) -> Tensor:
     t = object.__new__(Tensor)
     t._data = out
     t._requires_grad = False
-    t.grad = None
+    t._grad = None
     t.grad_fn = None
     t._version = [0, 0]
     t._base = None
@@ -744,6 +856,52 @@ def dispatch(op: ops.OpDef, args: tuple, params: dict) -> Tensor:
             t._version = first._version
             t._base = first._base if first._base is not None else first
             t._view_rec = first._version[1]
+    if record and _grad_state.enabled and op.vjp is not None:
+        _record(op, args, params, t)
+    return t
+
+
+def _dispatch_traced(tracer: Any, op: ops.OpDef, args: tuple, params: dict) -> Tensor:
+    """Tracing: append an equation instead of computing. Tensors that exist outside the trace
+    are captured (they become implicit inputs); arrays become constants."""
+    ins = []
+    avals = []
+    record = False
+    for a in args:
+        if isinstance(a, Tensor):
+            d = a._data
+            if type(d) is not Var:
+                d = tracer.capture(a)
+            elif d.tape is not tracer.tape:
+                raise escaped(d.aval)
+            if a._base is not None and a._version[1] != a._view_rec:
+                raise TracerError(
+                    f"{op.name}: this view (shape {tuple(a.shape)}) was taken before its base was "
+                    "changed in place; under tg.jit a view does not follow later in-place "
+                    "changes of its base. Take the view again after the change."
+                )
+            ins.append(d)
+            avals.append(d.aval)
+            if a._requires_grad:
+                record = True
+        elif is_scalar(a):
+            a = a.item() if isinstance(a, np.generic) else a
+            ins.append(a)
+            avals.append(a)
+        elif isinstance(a, np.ndarray):
+            d = tracer.const(a)
+            ins.append(d)
+            avals.append(d.aval)
+        else:
+            raise TypeError(f"{op.name}: expected Tensors or numbers, got {type(a).__name__}")
+    aval = op.abstract(*avals, **params)
+    t = Tensor._wrap(tracer.tape.add_eqn(op, tuple(ins), aval, params))
+    first = args[0] if args else None
+    if op.kind in _VIEW_KINDS and isinstance(first, Tensor):
+        # keep eager's view bookkeeping, so a stale view is caught (above) instead of diverging
+        t._version = first._version
+        t._base = first._base if first._base is not None else first
+        t._view_rec = first._version[1]
     if record and _grad_state.enabled and op.vjp is not None:
         _record(op, args, params, t)
     return t

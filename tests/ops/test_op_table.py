@@ -512,6 +512,9 @@ CASES: dict[str, Case] = {
         _full, lambda like, *, value, shape: np.full(shape, value, like.dtype), grad=False
     ),
     "matmul": Case(_matmul, np.matmul),
+    "const": Case(
+        lambda d: ((), {"value": floats(d, d(shapes()))}), lambda *, value: value, grad=False
+    ),
 }
 
 
@@ -556,7 +559,7 @@ def test_forward_matches_numpy_and_shape_rule(name: str, dtype: Any, data: Any) 
     assert out.shape == expected.shape
     avals = [Aval(a.shape, a.dtype) if isinstance(a, tg.Tensor) else a for a in inputs]
     assert op.abstract(*avals, **params) == Aval(out.shape, out.dtype)
-    if out.dtype.kind == "f" and name not in ("astype", "full"):
+    if out.dtype.kind == "f" and name not in ("astype", "full", "const"):
         # float ops keep the float input's dtype (PyTorch promotion: a number never widens it)
         assert out.dtype == dtype
 

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from .. import ops
-from ..tensor import Tensor, _as_tensor, unpack_out
+from ..tape.ir import Var
+from ..tensor import Tensor, _as_tensor, tracing, unpack_out
 from .grad_mode import state
 from .node import FREED_MESSAGE, AccumulateGrad, Node
 
@@ -127,6 +128,8 @@ def run_backward(
     """The reverse sweep. Without `inputs` it adds into leaves' `.grad` (backward); with
     `inputs` it returns their gradients instead (autograd.grad)."""
     root_nodes = [_root_node(t) for t in roots]
+    if tracing.tracer is not None:
+        tracing.tracer.backward_calls += 1
 
     # 1. discover the graph and count, for every node, the edges that reach it
     deps: dict[Node, int] = {}
@@ -256,6 +259,12 @@ def _accumulate_grad(t: Tensor, g: Tensor, create_graph: bool) -> None:
     into it in place (the same tensor object stays `.grad`, as PyTorch)."""
     if create_graph:
         t.grad = g if t.grad is None else ops.add(t.grad, g)
+        return
+    if type(g._data) is Var:  # tracing: accumulation is functional; the tracer sees the write
+        if t.grad is None:
+            t.grad = Tensor._wrap(g._data)
+        else:
+            t.grad._inplace(ops.add, g)
         return
     if t.grad is None:
         t.grad = Tensor._wrap(np.array(g._data, dtype=t.dtype, copy=True))

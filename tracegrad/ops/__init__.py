@@ -54,6 +54,7 @@ from .reduce import amax, amin, argmax, argmin, expand_back, mean, prod, sum
 from .shape import (
     ARRAY,
     cat,
+    const,
     copy,
     expand,
     fill_index,
@@ -127,6 +128,7 @@ __all__ = [
     "prod",
     "sum",
     "cat",
+    "const",
     "copy",
     "expand",
     "full",

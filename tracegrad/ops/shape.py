@@ -394,3 +394,16 @@ copy = defop(
     kind="elementwise",
     lower="{0}",
 )
+
+
+# --------------------------------------------------------------------------------------------
+# const: an array made inside a traced function (tg.zeros(3), an index list). It enters the tape
+# as this equation; its value is the parameter.
+
+const = defop(
+    "const",
+    forward=lambda *, value: value,
+    abstract=lambda *, value: Aval(value.shape, value.dtype),
+    vjp=None,
+    kind="creation",
+)

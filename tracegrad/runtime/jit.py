@@ -1,0 +1,379 @@
+"""Stage 4: `tg.jit` — cache key -> cache -> executable -> write back state.
+
+    >>> import tracegrad as tg
+    >>> @tg.jit
+    ... def f(x):
+    ...     return ((2 * x + 1) ** 2).mean()
+    >>> f(tg.ones(2, 3)), f(tg.zeros(2, 3)), f.stats["traces"]
+    (tensor(9.), tensor(1.), 1)
+
+A call flattens its arguments (pytrees) into leaves and builds the cache key: the tree
+structure, each tensor/array leaf's shape and dtype, each Python number's type and value (numbers
+are literals of the tape), the static arguments, grad mode, device and options. A miss traces the
+function (stage 1), optimizes the tape (DCE, CSE, simplification) and builds an executable (the
+seam in `executor.py`); a hit checks the entry's guards (captured tensors alive and of the same
+shape/dtype/requires_grad, `.grad`s that were read still the same objects) and runs it. After
+every call the new values of captured state are written back into their tensors.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..autograd.grad_mode import is_grad_enabled
+from ..autograd.pytree import flatten, unflatten
+from ..ops.core import is_scalar
+from ..tape import check
+from ..tape.errors import TracerError
+from ..tape.passes import optimize
+from ..tensor import Tensor, tracing
+from ..trace.tracer import trace
+from .executor import build_executable
+
+
+class _Static:
+    """A static argument in the key: compared by value (so it must be hashable)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Static) and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __repr__(self) -> str:
+        return f"static({self.value!r})"
+
+
+class Entry:
+    """One traced and built signature of a jitted function."""
+
+    def __init__(self, tape: Any, tracer: Any, out_tree: Any, executable: Any, eager: bool):
+        self.tape = tape
+        self.out_tree = out_tree
+        self.executable = executable
+        self.eager = eager
+        self.guards = tracer.guards()
+        self.captured = [g[1] for g in self.guards if g[0] == "captured"]
+
+    def guard_failure(self) -> str | None:
+        """None when this entry may run now; else why not."""
+        for g in self.guards:
+            t = g[1]()
+            if t is None:
+                return "a captured tensor no longer exists"
+            if g[0] == "captured":
+                if t.shape != g[2].shape or t.dtype != g[2].dtype:
+                    return (
+                        f"a captured tensor changed from {g[2]!r} to {t.dtype.name}{list(t.shape)}"
+                    )
+                if t.requires_grad != g[3]:
+                    return "a captured tensor's requires_grad changed"
+            else:
+                want = None if g[2] is None else g[2]()
+                if t._grad is not want or (g[2] is not None and want is None):
+                    return "a .grad the function reads was replaced (or set, or cleared)"
+        return None
+
+    def run(self, leaves: list) -> Any:
+        args = [leaf for leaf in leaves]
+        captured = []
+        for ref in self.captured:
+            captured.append(ref()._data)
+        outputs, writes = self.executable(args, captured)
+        for w, value in zip(self.tape.writes, writes):
+            _write_back(w, value)
+        out = [Tensor._wrap(o) if isinstance(o, np.ndarray) else o for o in outputs]
+        return unflatten(self.out_tree, out)
+
+
+def _write_back(write: Any, value: np.ndarray | None) -> None:
+    t = write.tensor_ref()
+    if t is None:
+        return
+    if write.kind == "data":
+        target = t._data
+        if target.shape == value.shape and target.dtype == value.dtype and target.flags.writeable:
+            np.copyto(target, value)  # in place: views and from_numpy arrays see it
+        else:
+            t._data = np.asarray(value, dtype=t.dtype)
+        t._version[0] += 1
+    elif value is None:
+        t._grad = None
+    else:
+        t._grad = Tensor._wrap(value)
+
+
+class JitFunction:
+    """A function compiled on first call for each input signature. See `tg.jit`."""
+
+    def __init__(
+        self,
+        fn: Callable,
+        static_argnums: int | Sequence[int] = (),
+        static_argnames: str | Sequence[str] = (),
+        device: str = "cpu",
+        parallel: bool = True,
+    ) -> None:
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"tg.jit: device must be 'cpu' or 'cuda', got {device!r}")
+        if device == "cuda":
+            raise ValueError(
+                "tg.jit: the CUDA target is not available in this version; use device='cpu'"
+            )
+        self.fn = fn
+        self.static_argnums = (
+            (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+        )
+        self.static_argnames = (
+            (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+        )
+        self.device = device
+        self.options = (("parallel", bool(parallel)),)
+        self.stats = {
+            "traces": 0,
+            "compiles": 0,
+            "memory_hits": 0,
+            "disk_hits": 0,
+            "eager_calls": 0,
+        }
+        self._cache: dict[Any, list[Entry]] = {}
+        self._lock = threading.RLock()
+        self._warned_eager = False
+        functools.update_wrapper(self, fn)
+
+    # the key ---------------------------------------------------------------------------------
+
+    def _split(self, args: tuple, kwargs: dict) -> tuple:
+        """(dynamic leaves, key) for a call."""
+        nargs = len(args)
+        for i in self.static_argnums:
+            if not -nargs <= i < nargs:
+                raise ValueError(
+                    f"jit: static_argnums {self.static_argnums} refers to argument {i}, but "
+                    f"{getattr(self.fn, '__name__', 'the function')} was called with {nargs}"
+                )
+        static_pos = {i % nargs for i in self.static_argnums} if nargs else set()
+        marked_args = []
+        for i, a in enumerate(args):
+            if i in static_pos:
+                marked_args.append(_Static(_hashable(a, f"argument {i} (static_argnums)")))
+            else:
+                marked_args.append(a)
+        marked_kwargs = {}
+        for k, v in kwargs.items():
+            if k in self.static_argnames:
+                marked_kwargs[k] = _Static(_hashable(v, f"argument {k!r} (static_argnames)"))
+            else:
+                marked_kwargs[k] = v
+        leaves, treedef = flatten(
+            (tuple(marked_args), marked_kwargs), is_leaf=lambda x: isinstance(x, _Static)
+        )
+        key_leaves = []
+        dynamic = []
+        for i, leaf in enumerate(leaves):
+            if isinstance(leaf, _Static):
+                key_leaves.append(leaf)
+            elif isinstance(leaf, Tensor):
+                key_leaves.append(("tensor", leaf.shape, leaf.dtype))
+                dynamic.append(leaf)
+            elif isinstance(leaf, np.ndarray):
+                key_leaves.append(("tensor", leaf.shape, leaf.dtype))
+                dynamic.append(leaf)
+            elif is_scalar(leaf):
+                key_leaves.append(("number", type(leaf), leaf))
+            else:
+                key_leaves.append(("object", _hashable(leaf, f"argument leaf {i}")))
+        key = (treedef, tuple(key_leaves), is_grad_enabled(), self.device, self.options)
+        return leaves, dynamic, key
+
+    # calling ------------------------------------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if tracing.tracer is not None:
+            return self.fn(*args, **kwargs)  # inside another trace: trace through (inline)
+        leaves, dynamic, key = self._split(args, kwargs)
+        if is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in dynamic):
+            # gradients must flow back through this call to the caller's graph (tg.grad(jit(f)),
+            # x.requires_grad): run the function eagerly, which records the graph
+            self.stats["eager_calls"] += 1
+            return self.fn(*args, **kwargs)
+        with self._lock:
+            entry, why = self._lookup(key)
+            if entry is None:
+                self._explain_miss(key, why)
+                entry = self._build(args, kwargs, key)
+            else:
+                self.stats["memory_hits"] += 1
+        if entry.eager:
+            self.stats["eager_calls"] += 1
+            return self.fn(*args, **kwargs)
+        arrays = [t._data if isinstance(t, Tensor) else t for t in dynamic]
+        return entry.run(arrays)
+
+    def _lookup(self, key: Any) -> tuple[Entry | None, str]:
+        entries = self._cache.get(key)
+        if not entries:
+            return None, "new signature"
+        why = ""
+        for entry in entries:
+            why = entry.guard_failure()
+            if why is None:
+                return entry, ""
+        return None, why
+
+    def _build(self, args: tuple, kwargs: dict, key: Any) -> Entry:
+        static_pos = {i % len(args) for i in self.static_argnums} if args else set()
+        dyn_args = []
+        for i, a in enumerate(args):
+            dyn_args.append(_StaticBox(a) if i in static_pos else a)
+        dyn_kwargs = {
+            k: (_StaticBox(v) if k in self.static_argnames else v) for k, v in kwargs.items()
+        }
+        fn = self.fn
+
+        def unboxed(*a: Any, **kw: Any) -> Any:
+            a = [x.value if isinstance(x, _StaticBox) else x for x in a]
+            kw = {k: (v.value if isinstance(v, _StaticBox) else v) for k, v in kw.items()}
+            return fn(*a, **kw)
+
+        tape, tracer, out_tree, out_leaves = trace(unboxed, dyn_args, dyn_kwargs)
+        self.stats["traces"] += 1
+        eager = (
+            is_grad_enabled()
+            and tracer.backward_calls == 0
+            and any(isinstance(o, Tensor) and o.requires_grad for o in out_leaves)
+        )
+        if eager:
+            self._warn_eager()
+        tape = optimize(tape)
+        if _debug_level() >= 1:
+            check(tape)
+            print(
+                f"tracegrad: traced {getattr(self.fn, '__name__', 'f')}:\n{tape}", file=sys.stderr
+            )
+        executable = build_executable(tape, self.device)
+        self.stats["compiles"] += 1
+        entry = Entry(tape, tracer, out_tree, executable, eager)
+        self._cache.setdefault(key, []).insert(0, entry)
+        return entry
+
+    def _warn_eager(self) -> None:
+        if not self._warned_eager:
+            self._warned_eager = True
+            warnings.warn(
+                f"tg.jit({getattr(self.fn, '__name__', 'f')}): its outputs require grad and it "
+                "runs no backward, so it runs eagerly to let gradients flow to the caller. For "
+                "inference wrap the call in tg.no_grad(); for training call loss.backward() "
+                "inside the jitted function.",
+                stacklevel=3,
+            )
+
+    def _explain_miss(self, key: Any, why: str) -> None:
+        if os.environ.get("TRACEGRAD_EXPLAIN_CACHE_MISSES") != "1":
+            return
+        name = getattr(self.fn, "__name__", "f")
+        if why != "new signature" or not self._cache:
+            print(f"tracegrad: cache miss for {name}: {why or 'first call'}", file=sys.stderr)
+            return
+        nearest = min(self._cache, key=lambda k: _key_distance(k, key))
+        print(f"tracegrad: cache miss for {name}: {_key_difference(nearest, key)}", file=sys.stderr)
+
+    # inspection -------------------------------------------------------------------------------
+
+    def tape(self, *args: Any, **kwargs: Any) -> Any:
+        """The (optimized) tape that runs for these arguments: forward and adjoint equations."""
+        return self._entry_for(args, kwargs).tape
+
+    def source(self, *args: Any, **kwargs: Any) -> str:
+        """The generated source for these arguments."""
+        return self._entry_for(args, kwargs).executable.source()
+
+    def _entry_for(self, args: tuple, kwargs: dict) -> Entry:
+        _, _, key = self._split(args, kwargs)
+        with self._lock:
+            entry, _ = self._lookup(key)
+            if entry is None:  # tracing leaves captured state as it was: nothing runs
+                entry = self._build(args, kwargs, key)
+        return entry
+
+    def clear_cache(self) -> None:
+        """Forget every trace (e.g. after replacing a captured tensor by another object)."""
+        with self._lock:
+            self._cache.clear()
+
+
+class _StaticBox:
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _hashable(value: Any, what: str) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        raise TypeError(
+            f"jit: {what} is a {type(value).__name__}, which is not hashable; static "
+            "arguments are part of the cache key. Pass a tuple instead of a list, or make it "
+            "a traced argument"
+        ) from None
+    return value
+
+
+def _key_distance(a: Any, b: Any) -> int:
+    return sum(x != y for x, y in zip(a, b)) + (len(a[1]) != len(b[1])) * 10
+
+
+def _key_difference(old: Any, new: Any) -> str:
+    names = ("argument structure", "arguments", "grad mode", "device", "options")
+    for name, x, y in zip(names, old, new):
+        if x != y:
+            if name == "arguments" and len(x) == len(y):
+                for i, (p, q) in enumerate(zip(x, y)):
+                    if p != q:
+                        return f"argument leaf {i} changed: {p!r} -> {q!r}"
+            return f"{name} changed: {x!r} -> {y!r}"
+    return "unknown"
+
+
+def _debug_level() -> int:
+    try:
+        return int(os.environ.get("TRACEGRAD_DEBUG", "0"))
+    except ValueError:
+        return 0
+
+
+def jit(
+    fn: Callable | None = None,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
+    device: str = "cpu",
+    parallel: bool = True,
+) -> Any:
+    """Compile `fn`: trace it once per input signature into a tape (forward, and the adjoint
+    equations of any backward it runs), optimize it, and run that from then on.
+
+    `@tg.jit` and `tg.jit(f, static_argnums=(1,))` both work. Tensors the function reads
+    without receiving them (parameters, optimizer state, `.grad`) are captured: read afresh at
+    every call, and updated in place after it when the function changes them. See docs/jit.md.
+    """
+    if fn is None:
+        return lambda f: JitFunction(f, static_argnums, static_argnames, device, parallel)
+    return JitFunction(fn, static_argnums, static_argnames, device, parallel)
+
+
+__all__ = ["jit", "JitFunction", "TracerError"]

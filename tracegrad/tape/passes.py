@@ -1,0 +1,189 @@
+"""Tape -> Tape passes that the compiler wants: dead-code elimination, common-subexpression
+elimination, and simplification of the trivial equations that reverse mode leaves behind.
+
+Before (the adjoint of `mean((2x+1)**2)` as traced)::
+
+    f:f32[] = const[value=1.]
+    g:f32[] = div f 6.0
+    h:f32[2,3] = expand[shape=(2, 3)] g
+    i:f32[2,3] = mul c 2
+    j:f32[2,3] = mul h i
+    k:f32[2,3] = mul j 2        (and, elsewhere, `mul x 1`, `add x 0`, reshape to the same shape)
+
+`simplify` removes `mul x 1`, `add x 0`, `sub x 0`, `div x 1`, identity reshapes, permutes,
+expands and casts, and turns `sum(expand(x))` over the broadcast dims into `x * N`; `cse` merges
+equal equations; `dce` drops what no output or state write needs. Each returns a new tape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import ops
+from ..ops.core import Aval
+from .ir import Eqn, StateWrite, Tape, Var
+
+
+def _rebuild(tape: Tape, eqns: list[Eqn], subst: dict[int, Any]) -> Tape:
+    def s(x: Any) -> Any:
+        while isinstance(x, Var) and id(x) in subst:
+            x = subst[id(x)]
+        return x
+
+    new_eqns = [Eqn(e.op, tuple(s(x) for x in e.inputs), e.out, e.params) for e in eqns]
+    outputs = [s(x) for x in tape.outputs]
+    writes = [
+        StateWrite(w.tensor_ref, w.kind, s(w.value), w.in_place, w.label) for w in tape.writes
+    ]
+    return tape.copy_with(new_eqns, outputs, writes)
+
+
+def dce(tape: Tape) -> Tape:
+    """Drop equations whose results no output and no state write uses."""
+    live = {id(x) for x in tape.outputs if isinstance(x, Var)}
+    live |= {id(w.value) for w in tape.writes if isinstance(w.value, Var)}
+    kept = []
+    for e in reversed(tape.eqns):
+        if id(e.out) in live:
+            kept.append(e)
+            live.update(id(x) for x in e.inputs if isinstance(x, Var))
+    kept.reverse()
+    return tape.copy_with(kept, tape.outputs, tape.writes)
+
+
+def _param_key(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return ("array", id(v))
+    if isinstance(v, slice):
+        return ("slice", v.start, v.stop, v.step)
+    if isinstance(v, (tuple, list)):
+        return (type(v).__name__,) + tuple(_param_key(x) for x in v)
+    if isinstance(v, dict):
+        return tuple((k, _param_key(x)) for k, x in sorted(v.items()))
+    try:
+        hash(v)
+    except TypeError:
+        return ("id", id(v))
+    return (type(v).__name__, v)
+
+
+def cse(tape: Tape) -> Tape:
+    """Merge equations that apply the same op with the same parameters to the same inputs."""
+    seen: dict[Any, Var] = {}
+    subst: dict[int, Any] = {}
+    kept = []
+    for e in tape.eqns:
+        ins = tuple(subst.get(id(x), x) if isinstance(x, Var) else x for x in e.inputs)
+        key = (
+            e.op.name,
+            tuple(("var", id(x)) if isinstance(x, Var) else (type(x).__name__, x) for x in ins),
+            _param_key(e.params),
+        )
+        if key in seen and e.op.name != "const":
+            subst[id(e.out)] = seen[key]
+            continue
+        seen[key] = e.out
+        kept.append(Eqn(e.op, ins, e.out, e.params))
+    return _rebuild(tape, kept, subst)
+
+
+def _is_literal(x: Any, value: float, consts: dict | None = None) -> bool:
+    """A Python number equal to `value`, or a 0-d constant holding it (the `1.` that seeds a
+    backward pass)."""
+    if isinstance(x, Var):
+        c = consts.get(id(x)) if consts else None
+        return c is not None and c.ndim == 0 and c.dtype.kind == "f" and float(c) == value
+    return not isinstance(x, bool) and x == value
+
+
+def _same_aval(x: Any, out: Var) -> bool:
+    return isinstance(x, Var) and x.aval == out.aval
+
+
+def simplify(tape: Tape) -> Tape:
+    """Remove trivial equations (identities), and sum-of-broadcast -> multiply."""
+    subst: dict[int, Any] = {}
+    defs: dict[int, Eqn] = {}
+    consts: dict[int, np.ndarray] = {}
+    kept: list[Eqn] = []
+
+    def s(x: Any) -> Any:
+        while isinstance(x, Var) and id(x) in subst:
+            x = subst[id(x)]
+        return x
+
+    for e in tape.eqns:
+        ins = tuple(s(x) for x in e.inputs)
+        name = e.op.name
+        alias = None
+        if name == "const":
+            consts[id(e.out)] = e.params["value"]
+        if name == "mul":
+            if _is_literal(ins[1], 1, consts) and _same_aval(ins[0], e.out):
+                alias = ins[0]
+            elif _is_literal(ins[0], 1, consts) and _same_aval(ins[1], e.out):
+                alias = ins[1]
+        elif name == "add":
+            if _is_literal(ins[1], 0) and _same_aval(ins[0], e.out):
+                alias = ins[0]
+            elif _is_literal(ins[0], 0) and _same_aval(ins[1], e.out):
+                alias = ins[1]
+        elif name in ("sub", "div"):
+            if _is_literal(ins[1], 0 if name == "sub" else 1) and _same_aval(ins[0], e.out):
+                alias = ins[0]
+        elif name in ("reshape", "expand", "astype", "permute"):
+            if _same_aval(ins[0], e.out) and (
+                name != "permute" or tuple(e.params["dims"]) == tuple(range(e.out.ndim))
+            ):
+                alias = ins[0]
+        elif name == "sum" and isinstance(ins[0], Var) and id(ins[0]) in defs:
+            replacement = _sum_of_expand(defs[id(ins[0])], e, ins)
+            if replacement is not None:
+                new_eqns, result = replacement
+                kept.extend(new_eqns)
+                subst[id(e.out)] = result
+                continue
+        if alias is not None:
+            subst[id(e.out)] = alias
+            continue
+        new = Eqn(e.op, ins, e.out, e.params)
+        defs[id(e.out)] = new
+        kept.append(new)
+    return dce(_rebuild(tape, kept, subst))
+
+
+def _sum_of_expand(expand_eqn: Eqn, sum_eqn: Eqn, ins: tuple) -> tuple | None:
+    """sum(expand(x, S), dims) where dims are exactly the broadcast dims: x * N, reshaped."""
+    if expand_eqn.op.name != "expand" or not isinstance(expand_eqn.inputs[0], Var):
+        return None
+    x = expand_eqn.inputs[0]
+    shape = tuple(expand_eqn.params["shape"])
+    lead = len(shape) - x.ndim
+    broadcast = tuple(
+        i for i in range(len(shape)) if i < lead or (x.shape[i - lead] == 1 and shape[i] != 1)
+    )
+    dims = tuple(sum_eqn.params["dims"])
+    if dims != broadcast or x.dtype.kind != "f" or sum_eqn.out.dtype != x.dtype:
+        return None
+    n = 1
+    for d in dims:
+        n *= shape[d]
+    if n == 0:  # a sum over nothing is 0, not x * 0 (which keeps NaNs)
+        return None
+    eqns = []
+    value = x
+    if x.shape != sum_eqn.out.shape:
+        value = Var(Aval(sum_eqn.out.shape, x.dtype), x.tape)
+        eqns.append(Eqn(ops.reshape, (x,), value, {"shape": sum_eqn.out.shape}))
+    if n != 1:
+        scaled = Var(Aval(sum_eqn.out.shape, x.dtype), x.tape)
+        eqns.append(Eqn(ops.mul, (value, float(n)), scaled, {}))
+        value = scaled
+    return eqns, value
+
+
+def optimize(tape: Tape) -> Tape:
+    """The passes in the order the runtime applies them."""
+    return dce(cse(simplify(tape)))
