@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .tensor import Tensor, _check_device, _to_array
+from .tape.errors import TracerError, user_location
+from .tensor import Tensor, _check_device, _to_array, tracing
 
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
@@ -37,6 +38,17 @@ def manual_seed(seed: int) -> np.random.Generator:
 
 def generator() -> np.random.Generator:
     return _rng
+
+
+def _random_allowed(fn: str) -> None:
+    # A draw made while tracing would be frozen into the tape: every call would reuse the
+    # same numbers. Refuse it rather than return silently non-random values.
+    if tracing.tracer is not None:
+        raise TracerError(
+            f"{user_location()}: tg.{fn} inside a jitted function would draw its random "
+            "numbers once, at trace time, and reuse them on every call. Draw them outside and "
+            "pass them in as an argument."
+        )
 
 
 def _finish(arr: np.ndarray, requires_grad: bool, device: Any) -> Tensor:
@@ -153,12 +165,14 @@ def eye(
 
 def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1)."""
+    _random_allowed("rand")
     arr = _rng.random(_size(size, "rand"), dtype=np.float64).astype(_dtype(dtype))
     return _finish(arr, requires_grad, device)
 
 
 def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples."""
+    _random_allowed("randn")
     arr = _rng.standard_normal(_size(size, "randn")).astype(_dtype(dtype))
     return _finish(arr, requires_grad, device)
 
@@ -167,6 +181,7 @@ def randint(
     low: int, high: Any = None, size: Any = None, dtype: Any = None, device: Any = None
 ) -> Tensor:
     """Integers in [low, high); `randint(high, size)` starts at 0, as PyTorch."""
+    _random_allowed("randint")
     if size is None:
         low, high, size = 0, low, high
     if size is None:
@@ -176,6 +191,7 @@ def randint(
 
 
 def randperm(n: int, dtype: Any = None) -> Tensor:
+    _random_allowed("randperm")
     return _finish(_rng.permutation(n).astype(_dtype(dtype, int64)), False, None)
 
 

@@ -120,6 +120,10 @@ def simplify(tape: Tape) -> Tape:
         alias = None
         if name == "const":
             consts[id(e.out)] = e.params["value"]
+        elif name == "expand" and isinstance(ins[0], Var) and id(ins[0]) in consts:
+            c = consts[id(ins[0])]
+            if c.ndim == 0:  # a broadcast scalar constant is that scalar everywhere
+                consts[id(e.out)] = c
         if name == "mul":
             if _is_literal(ins[1], 1, consts) and _same_aval(ins[0], e.out):
                 alias = ins[0]

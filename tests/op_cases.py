@@ -1,0 +1,507 @@
+"""The op table's test cases, shared by the op tests (tests/ops) and the tracing tests
+(tests/trace): for each op, how to draw inputs and parameters, and a numpy reference."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import hypothesis.extra.numpy as hnp
+import numpy as np
+import scipy.special
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from tracegrad import ops
+
+# TRACEGRAD_EXAMPLES=200 for a thorough local run; CI keeps the suite fast
+EXAMPLES = int(os.environ.get("TRACEGRAD_EXAMPLES", "12"))
+SETTINGS = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+# --------------------------------------------------------------------------------------------
+# drawing inputs
+
+
+def shapes(min_dims: int = 0, max_dims: int = 3, max_side: int = 3, min_side: int = 0):
+    return hnp.array_shapes(
+        min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side
+    )
+
+
+def layout(draw: Any, arr: np.ndarray) -> np.ndarray:
+    """The same values in another memory layout: C, Fortran, or a strided view."""
+    kind = draw(st.sampled_from(["c", "f", "strided"]))
+    if kind == "f" and arr.ndim:  # (asfortranarray makes a 0-d array 1-d)
+        return np.asfortranarray(arr)
+    if kind == "strided" and arr.ndim:
+        big = np.zeros(arr.shape[:-1] + (arr.shape[-1] * 2,), dtype=arr.dtype)
+        big[..., ::2] = arr
+        view = big[..., ::2]
+        assert not view.flags.c_contiguous or arr.shape[-1] <= 1 or arr.size == 0
+        return view
+    return arr
+
+
+def floats(draw: Any, shape: tuple, lo: float = -2.0, hi: float = 2.0, away: float = 0.0):
+    """float64 values in [lo, hi], at least `away` from 0 (kinks), in a random layout."""
+    arr = draw(hnp.arrays(np.float64, shape, elements=st.floats(lo, hi)))
+    if away:
+        arr = np.where(np.abs(arr) < away, np.where(arr < 0, -away, away), arr)
+    return layout(draw, arr)
+
+
+def distinct(draw: Any, shape: tuple) -> np.ndarray:
+    """Values without ties (max/min/relu tests must not sit on a kink)."""
+    n = int(np.prod(shape))
+    perm = draw(st.permutations(list(range(n)))) if n else []
+    arr = (np.asarray(perm, dtype=np.float64) * 0.37 - n * 0.15).reshape(shape)
+    return layout(draw, arr)
+
+
+def two_shapes(draw: Any, max_dims: int = 3) -> tuple:
+    return draw(
+        hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=max_dims, max_side=3)
+    ).input_shapes
+
+
+@dataclass
+class Case:
+    """How to test one op: draw (inputs, params); a numpy reference; which checks apply."""
+
+    draw: Callable[[Any], tuple]
+    ref: Callable[..., np.ndarray] | None
+    grad: bool = True
+    order2: bool = True
+    atol: float = 1e-5
+    rtol: float = 1e-3
+    notes: list = field(default_factory=list)
+
+
+def unary_case(
+    ref: Callable,
+    lo: float = -2.0,
+    hi: float = 2.0,
+    away: float = 0.0,
+    order2: bool = True,
+    params: dict | None = None,
+) -> Case:
+    def draw(d: Any) -> tuple:
+        return (floats(d, d(shapes()), lo, hi, away),), dict(params or {})
+
+    return Case(draw, ref, order2=order2)
+
+
+def binary_case(
+    ref: Callable,
+    ylo: float = -2.0,
+    yhi: float = 2.0,
+    yaway: float = 0.0,
+    xlo: float = -2.0,
+    xhi: float = 2.0,
+    scalar_y: bool = True,
+) -> Case:
+    def draw(d: Any) -> tuple:
+        sx, sy = two_shapes(d)
+        x = floats(d, sx, xlo, xhi)
+        if scalar_y and d(st.booleans()) and not yaway:
+            return (x, d(st.floats(ylo, yhi))), {}
+        return (x, floats(d, sy, ylo, yhi, yaway)), {}
+
+    return Case(draw, ref)
+
+
+def compare_case(ref: Callable) -> Case:
+    def draw(d: Any) -> tuple:
+        sx, sy = two_shapes(d)
+        pool = st.sampled_from([-1.0, 0.0, 0.5, 2.0])
+        x = d(hnp.arrays(np.float64, sx, elements=pool))
+        y = d(hnp.arrays(np.float64, sy, elements=pool))
+        return (layout(d, x), y), {}
+
+    return Case(draw, ref, grad=False)
+
+
+def logic_case(ref: Callable, arity: int) -> Case:
+    def draw(d: Any) -> tuple:
+        sx, sy = two_shapes(d)
+        x = d(hnp.arrays(np.bool_, sx))
+        y = d(hnp.arrays(np.bool_, sy))
+        return ((x, y) if arity == 2 else (x,)), {}
+
+    return Case(draw, ref, grad=False)
+
+
+def reduce_case(
+    op: str,
+    ref: Callable,
+    ties: bool = True,
+    nonempty: bool = False,
+    lo: float = -2.0,
+    hi: float = 2.0,
+) -> Case:
+    def draw(d: Any) -> tuple:
+        shape = d(shapes(min_side=1 if nonempty else 0))
+        x = floats(d, shape, lo, hi) if ties else distinct(d, shape)
+        ndim = len(shape)
+        dims = tuple(sorted(d(st.sets(st.integers(0, max(ndim - 1, 0)), max_size=ndim))))
+        if ndim == 0 or d(st.booleans()):
+            dims = tuple(range(ndim))
+        return (x,), {"dims": dims, "keepdim": d(st.booleans())}
+
+    def reference(x: np.ndarray, *, dims: tuple, keepdim: bool) -> np.ndarray:
+        return ref(x, axis=dims, keepdims=keepdim)
+
+    return Case(draw, reference)
+
+
+def arg_case(ref: Callable) -> Case:
+    def draw(d: Any) -> tuple:
+        shape = d(shapes(min_dims=1, min_side=1))
+        x = distinct(d, shape)
+        dim = d(st.one_of(st.none(), st.integers(0, len(shape) - 1)))
+        return (x,), {"dim": dim, "keepdim": d(st.booleans())}
+
+    def reference(x: np.ndarray, *, dim: Any, keepdim: bool) -> np.ndarray:
+        if dim is None:
+            r = ref(x)
+            return np.reshape(r, (1,) * x.ndim) if keepdim else r
+        return ref(x, axis=dim, keepdims=keepdim)
+
+    return Case(draw, reference, grad=False)
+
+
+def sigmoid_ref(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def gelu_ref(x: np.ndarray, *, approximate: str = "none") -> np.ndarray:
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1 + scipy.special.erf(x / np.sqrt(2)))
+
+
+# --------------------------------------------------------------------------------------------
+# cases for the ops that need more than a generic draw
+
+
+def _where(d: Any) -> tuple:
+    (sc, sx, sy) = d(
+        hnp.mutually_broadcastable_shapes(num_shapes=3, max_dims=3, max_side=3)
+    ).input_shapes
+    return (d(hnp.arrays(np.bool_, sc)), floats(d, sx), floats(d, sy)), {}
+
+
+def _clamp(d: Any) -> tuple:
+    x = floats(d, d(shapes()), -2, 2)
+    lo = d(st.one_of(st.none(), st.sampled_from([-1.0, -0.5])))
+    hi = (
+        d(st.sampled_from([None, 0.75, 1.5])) if lo is not None else d(st.sampled_from([0.75, 1.5]))
+    )
+    bounds = [b for b in (lo, hi) if b is not None]
+    # keep values off the bounds, where clamp has a kink
+    for b in bounds:
+        x = np.where(np.abs(x - b) < 0.05, b + 0.1, x)
+    return (x,), {"min": lo, "max": hi}
+
+
+def _astype(d: Any) -> tuple:
+    return (floats(d, d(shapes())),), {"dtype": np.dtype(np.float64)}
+
+
+def _reshape(d: Any) -> tuple:
+    shape = d(shapes())
+    n = int(np.prod(shape))
+    options = [(n,), shape[::-1], (1, n), (n, 1)]
+    return (floats(d, shape),), {"shape": tuple(d(st.sampled_from(options)))}
+
+
+def _permute(d: Any) -> tuple:
+    shape = d(shapes())
+    return (floats(d, shape),), {"dims": tuple(d(st.permutations(list(range(len(shape))))))}
+
+
+def _expand(d: Any) -> tuple:
+    shape = d(shapes(max_dims=2))
+    small = tuple(1 if d(st.booleans()) else s for s in shape)
+    lead = tuple(d(st.lists(st.integers(0, 3), max_size=1)))
+    return (floats(d, small),), {"shape": lead + shape}
+
+
+def _index(d: Any, shape: tuple, nonneg: bool = False) -> tuple:
+    """A random index for `shape`: ints, slices, None, Ellipsis, integer arrays."""
+    parts = []
+    arrays = []
+    n = d(st.integers(1, 4))  # index arrays broadcast together: give them one length
+    for size in shape:
+        kind = d(st.sampled_from(["slice", "int", "array", "none"] if size else ["slice"]))
+        if kind == "int":
+            parts.append(d(st.integers(-size, size - 1)))
+        elif kind == "array":
+            lo = 0 if nonneg else -size
+            arrays.append(
+                np.asarray(
+                    d(st.lists(st.integers(lo, size - 1), min_size=n, max_size=n)), dtype=np.int64
+                )
+            )
+            parts.append(ops.ARRAY)
+        elif kind == "none":
+            parts.append(None)
+            parts.append(slice(None))
+        else:
+            start = d(st.integers(-size - 1, size + 1))
+            step = d(st.sampled_from([1, 2, -1]))
+            parts.append(slice(start, None, step))
+    if parts and d(st.booleans()):
+        parts.insert(0, Ellipsis)
+        # an Ellipsis in front covers nothing when every dim is indexed
+    return tuple(parts), arrays
+
+
+def _getitem(d: Any) -> tuple:
+    shape = d(shapes(min_dims=1))
+    idx, arrays = _index(d, shape)
+    return (floats(d, shape), *arrays), {"idx": idx}
+
+
+def _unindex(d: Any) -> tuple:
+    shape = d(shapes(min_dims=1))
+    idx, arrays = _index(d, shape)
+    probe = np.zeros(shape)[ops.fill_index(idx, tuple(arrays))]
+    return (floats(d, probe.shape), *arrays), {"shape": shape, "idx": idx}
+
+
+def _two_distinct(d: Any) -> tuple:
+    # no ties between x and y: maximum/minimum have a kink there
+    shape = d(shapes())
+    return (distinct(d, shape), distinct(d, shape) + 0.11), {}
+
+
+def _setitem(d: Any) -> tuple:
+    shape = d(shapes(min_dims=1))
+    idx, arrays = _index(d, shape, nonneg=True)
+    # One index array at most, without repeats: with repeats "the last write wins" and the
+    # value's gradient is ambiguous (as in PyTorch and numpy).
+    it = iter(arrays)
+    kept: list = []
+    parts: list = []
+    for part in idx:
+        if part is ops.ARRAY:
+            a = next(it)
+            if kept:
+                parts.append(slice(None))
+            else:
+                kept.append(np.unique(a))
+                parts.append(ops.ARRAY)
+        else:
+            parts.append(part)
+    idx, arrays = tuple(parts), kept
+    region = np.zeros(shape)[ops.fill_index(idx, tuple(arrays))].shape
+    vshape = region[d(st.integers(0, len(region))) :]
+    vshape = tuple(1 if d(st.booleans()) else s for s in vshape)
+    return (floats(d, shape), floats(d, vshape), *arrays), {"idx": idx}
+
+
+def _cat(d: Any) -> tuple:
+    shape = d(shapes(min_dims=1))
+    dim = d(st.integers(0, len(shape) - 1))
+    xs = []
+    for _ in range(d(st.integers(1, 3))):
+        s = list(shape)
+        s[dim] = d(st.integers(0, 3))
+        xs.append(floats(d, tuple(s)))
+    return tuple(xs), {"dim": dim}
+
+
+def _gather(d: Any) -> tuple:
+    shape = d(shapes(min_dims=1, min_side=1))
+    dim = d(st.integers(0, len(shape) - 1))
+    ishape = tuple(
+        d(st.integers(0, s)) if i != dim else d(st.integers(0, 4)) for i, s in enumerate(shape)
+    )
+    index = d(hnp.arrays(np.int64, ishape, elements=st.integers(0, shape[dim] - 1)))
+    return (floats(d, shape), index), {"dim": dim}
+
+
+def _scatter_add(d: Any) -> tuple:
+    (x, index), params = _gather(d)
+    src_shape = tuple(s + d(st.integers(0, 1)) for s in index.shape)
+    return (x, index, floats(d, src_shape)), params
+
+
+def _gather_ref(x: np.ndarray, index: np.ndarray, *, dim: int) -> np.ndarray:
+    out = np.empty(index.shape, x.dtype)
+    for pos in np.ndindex(*index.shape):
+        src = list(pos)
+        src[dim] = index[pos]
+        out[pos] = x[tuple(src)]
+    return out
+
+
+def _scatter_add_ref(x: np.ndarray, index: np.ndarray, src: np.ndarray, *, dim: int):
+    out = x.copy()
+    for pos in np.ndindex(*index.shape):
+        dst = list(pos)
+        dst[dim] = index[pos]
+        out[tuple(dst)] += src[pos]
+    return out
+
+
+def _matmul(d: Any) -> tuple:
+    n, k, m = (d(st.integers(0, 3)) for _ in range(3))
+    kind = d(st.sampled_from(["mm", "mv", "vm", "vv", "batched"]))
+    if kind == "mm":
+        sx, sy = (n, k), (k, m)
+    elif kind == "mv":
+        sx, sy = (n, k), (k,)
+    elif kind == "vm":
+        sx, sy = (k,), (k, m)
+    elif kind == "vv":
+        sx, sy = (k,), (k,)
+    else:
+        b1, b2 = d(st.sampled_from([((2,), (2,)), ((2,), ()), ((1,), (3,)), ((2, 1), (3,))]))
+        sx, sy = b1 + (n, k), b2 + (k, m)
+    return (floats(d, sx), floats(d, sy)), {}
+
+
+def _unindex_ref(g: np.ndarray, *arrays: np.ndarray, shape: tuple, idx: tuple) -> np.ndarray:
+    out = np.zeros(shape, g.dtype)
+    np.add.at(out, ops.fill_index(idx, arrays), g)
+    return out
+
+
+def _setitem_ref(x: np.ndarray, v: np.ndarray, *arrays: np.ndarray, idx: tuple):
+    out = x.copy()
+    out[ops.fill_index(idx, arrays)] = v
+    return out
+
+
+def _full(d: Any) -> tuple:
+    return (floats(d, d(shapes())),), {"value": 1.5, "shape": d(shapes())}
+
+
+def _prod_draw(d: Any) -> tuple:
+    shape = d(shapes(max_side=3))
+    # (tiny non-zero values make out/x ill-conditioned in any implementation: keep them away)
+    x = floats(d, shape, -1.5, 1.5, away=0.05)
+    # zeros are the hard case for prod's gradient: plant zero, one or two of them
+    flat = x.reshape(-1).copy()
+    for _ in range(d(st.integers(0, 2))):
+        if flat.size:
+            flat[d(st.integers(0, flat.size - 1))] = 0.0
+    x = flat.reshape(shape)
+    ndim = len(shape)
+    dims = tuple(sorted(d(st.sets(st.integers(0, max(ndim - 1, 0)), max_size=ndim))))
+    return (layout(d, x),), {"dims": dims if ndim else (), "keepdim": d(st.booleans())}
+
+
+CASES: dict[str, Case] = {
+    # arithmetic
+    "add": binary_case(np.add),
+    "sub": binary_case(np.subtract),
+    "mul": binary_case(np.multiply),
+    "div": binary_case(np.true_divide, yaway=0.3),
+    "neg": unary_case(np.negative),
+    "pow": binary_case(np.power, xlo=0.3, xhi=2.0, ylo=-1.5, yhi=2.5, yaway=0.0),
+    "maximum": Case(_two_distinct, np.maximum),
+    "minimum": Case(_two_distinct, np.minimum),
+    "where": Case(_where, np.where),
+    "clamp": Case(_clamp, lambda x, *, min, max: np.clip(x, min, max)),
+    # comparisons and logic (no gradient)
+    "eq": compare_case(np.equal),
+    "ne": compare_case(np.not_equal),
+    "lt": compare_case(np.less),
+    "le": compare_case(np.less_equal),
+    "gt": compare_case(np.greater),
+    "ge": compare_case(np.greater_equal),
+    "logical_and": logic_case(np.logical_and, 2),
+    "logical_or": logic_case(np.logical_or, 2),
+    "logical_not": logic_case(np.logical_not, 1),
+    "isnan": Case(
+        lambda d: (
+            (
+                d(
+                    hnp.arrays(
+                        np.float64,
+                        d(shapes()),
+                        elements=st.sampled_from([0.0, np.nan, np.inf, 1.0]),
+                    )
+                ),
+            ),
+            {},
+        ),
+        np.isnan,
+        grad=False,
+    ),
+    "isfinite": Case(
+        lambda d: (
+            (
+                d(
+                    hnp.arrays(
+                        np.float64,
+                        d(shapes()),
+                        elements=st.sampled_from([0.0, np.nan, -np.inf, 1.0]),
+                    )
+                ),
+            ),
+            {},
+        ),
+        np.isfinite,
+        grad=False,
+    ),
+    # unary math
+    "exp": unary_case(np.exp),
+    "log": unary_case(np.log, 0.2, 3.0),
+    "log1p": unary_case(np.log1p, -0.7, 3.0),
+    "expm1": unary_case(np.expm1),
+    "sqrt": unary_case(np.sqrt, 0.2, 3.0),
+    "rsqrt": unary_case(lambda x: 1 / np.sqrt(x), 0.2, 3.0),
+    "sin": unary_case(np.sin),
+    "cos": unary_case(np.cos),
+    "tan": unary_case(np.tan, -1.2, 1.2),
+    "tanh": unary_case(np.tanh),
+    "sigmoid": unary_case(sigmoid_ref, -6, 6),
+    "erf": unary_case(scipy.special.erf),
+    "relu": unary_case(lambda x: np.maximum(x, 0), away=0.05),
+    "gelu": Case(
+        lambda d: (
+            (floats(d, d(shapes())),),
+            {"approximate": d(st.sampled_from(["none", "tanh"]))},
+        ),
+        gelu_ref,
+    ),
+    "silu": unary_case(lambda x: x * sigmoid_ref(x)),
+    "abs": unary_case(np.abs, away=0.05),
+    "sign": unary_case(np.sign, away=0.05),
+    "astype": Case(_astype, lambda x, *, dtype: x.astype(dtype)),
+    "copy": unary_case(np.copy),
+    # reductions
+    "sum": reduce_case("sum", np.sum),
+    "mean": reduce_case("mean", np.mean, nonempty=True),
+    "amax": reduce_case("amax", np.max, ties=False, nonempty=True),
+    "amin": reduce_case("amin", np.min, ties=False, nonempty=True),
+    "prod": Case(_prod_draw, lambda x, *, dims, keepdim: np.prod(x, axis=dims, keepdims=keepdim)),
+    "argmax": arg_case(np.argmax),
+    "argmin": arg_case(np.argmin),
+    # shapes and indexing
+    "reshape": Case(_reshape, lambda x, *, shape: np.reshape(x, shape)),
+    "permute": Case(_permute, lambda x, *, dims: np.transpose(x, dims)),
+    "expand": Case(_expand, lambda x, *, shape: np.broadcast_to(x, shape)),
+    "getitem": Case(_getitem, lambda x, *a, idx: x[ops.fill_index(idx, a)]),
+    "unindex": Case(_unindex, _unindex_ref),
+    "setitem": Case(_setitem, _setitem_ref),
+    "cat": Case(_cat, lambda *xs, dim: np.concatenate(xs, axis=dim)),
+    "gather": Case(_gather, _gather_ref),
+    "scatter_add": Case(_scatter_add, _scatter_add_ref),
+    "full": Case(
+        _full, lambda like, *, value, shape: np.full(shape, value, like.dtype), grad=False
+    ),
+    "matmul": Case(_matmul, np.matmul),
+    "const": Case(
+        lambda d: ((), {"value": floats(d, d(shapes()))}), lambda *, value: value, grad=False
+    ),
+}

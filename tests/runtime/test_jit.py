@@ -1,0 +1,307 @@
+"""tg.jit end to end (through the interpreter): results equal eager, the cache and its key,
+captured state and its write-back, composition with the transforms, and every TracerError."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import tracegrad as tg
+
+X = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+
+
+def seeds_f(x):
+    return ((2 * x + 1) ** 2).mean()
+
+
+def close(a, b, tol=1e-6):
+    np.testing.assert_allclose(
+        np.asarray(a.detach().numpy() if isinstance(a, tg.Tensor) else a),
+        np.asarray(b.detach().numpy() if isinstance(b, tg.Tensor) else b),
+        rtol=tol,
+        atol=tol,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# results and the cache
+
+
+def test_jit_equals_eager_and_caches():
+    f = tg.jit(seeds_f)
+    x = tg.tensor(X)
+    assert str(f(x)) == "tensor(75.6667)"
+    close(f(x * 2), seeds_f(x * 2))
+    assert f.stats["traces"] == 1 and f.stats["compiles"] == 1 and f.stats["memory_hits"] == 1
+    f(tg.ones(5, 3))  # a new shape is a new signature
+    assert f.stats["traces"] == 2
+
+
+def test_jit_of_value_and_grad_equals_backward():
+    x = tg.tensor(X, requires_grad=True)
+    seeds_f(x).backward()
+    value, g = tg.jit(tg.value_and_grad(seeds_f))(tg.tensor(X))
+    assert str(value) == "tensor(75.6667)"
+    assert str(g) == str(x.grad)
+
+
+def test_grad_of_jit_equals_grad():
+    g1 = tg.grad(tg.jit(seeds_f))(tg.tensor(X))
+    g2 = tg.grad(seeds_f)(tg.tensor(X))
+    close(g1, g2)
+    h = tg.grad(tg.grad(tg.jit(lambda x: x**3)))(2.0)
+    close(h, 12.0)
+
+
+def test_pytrees_numbers_and_numpy_arrays():
+    @tg.jit
+    def f(params, x, scale):
+        return {"y": (params["w"] * x).sum() * scale, "z": (params["b"][0] + x,)}
+
+    params = {"w": tg.tensor([1.0, 2.0]), "b": [tg.tensor(3.0)]}
+    out = f(params, np.array([1.0, 1.0], dtype=np.float32), 2.0)
+    close(out["y"], 6.0)
+    close(out["z"][0], [4.0, 4.0])
+    f(params, np.array([1.0, 1.0], dtype=np.float32), 3.0)  # a new number is a new literal
+    assert f.stats["traces"] == 2
+
+
+def test_static_argnums_and_argnames():
+    @tg.jit
+    def plain(x, n):
+        return x * n
+
+    def f(x, n, mode="sum"):
+        y = x
+        for _ in range(n):  # Python control flow on a static value
+            y = y * 2
+        return y.sum() if mode == "sum" else y.mean()
+
+    jf = tg.jit(f, static_argnums=(1,), static_argnames=("mode",))
+    close(jf(tg.ones(4), 3), 32.0)
+    close(jf(tg.ones(4), 3, mode="mean"), 8.0)
+    close(jf(tg.ones(4), 2), 16.0)
+    assert jf.stats["traces"] == 3
+    close(plain(tg.ones(2), 3), [3.0, 3.0])
+    with pytest.raises(TypeError, match="argument 1 .*not hashable"):
+        jf(tg.ones(4), [3])
+
+
+def test_tape_and_source_of_a_jitted_function():
+    f = tg.jit(tg.value_and_grad(seeds_f))
+    tape = f.tape(tg.tensor(X))
+    assert str(tape).count("\n") >= 5 and "mean" in str(tape)
+    assert "mean" in f.source(tg.tensor(X))
+    assert f.stats["traces"] == 1  # tape() and source() share the entry
+
+
+def test_outputs_do_not_alias_inputs():
+    f = tg.jit(lambda x: x.reshape(-1))
+    x = tg.ones(2, 2)
+    y = f(x)
+    y += 1
+    assert x.tolist() == [[1.0, 1.0], [1.0, 1.0]]
+
+
+def test_two_threads_get_correct_results_and_trace_once():
+    f = tg.jit(seeds_f)
+    results = {}
+
+    def work(i):
+        results[i] = f(tg.full((2, 3), float(i))).item()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(8):
+        assert results[i] == pytest.approx((2 * i + 1) ** 2)
+    assert f.stats["traces"] == 1
+
+
+def test_explain_cache_misses(monkeypatch, capsys):
+    monkeypatch.setenv("TRACEGRAD_EXPLAIN_CACHE_MISSES", "1")
+    f = tg.jit(seeds_f)
+    f(tg.ones(2, 3))
+    f(tg.ones(4, 3))
+    err = capsys.readouterr().err
+    assert "cache miss" in err and "(2, 3)" in err and "(4, 3)" in err
+
+
+def test_cuda_device_is_refused_clearly():
+    with pytest.raises(ValueError, match="CUDA"):
+        tg.jit(seeds_f, device="cuda")
+
+
+# --------------------------------------------------------------------------------------------
+# captured state
+
+
+def _sgd_momentum_step(w, buf, x, y, lr=0.1, momentum=0.9):
+    loss = ((x @ w - y) ** 2).mean()
+    loss.backward()
+    with tg.no_grad():
+        buf.mul_(momentum).add_(w.grad)
+        w.sub_(lr * buf)
+    w.grad = None
+    return loss
+
+
+def test_sgd_with_momentum_on_a_closure_weight_equals_eager():
+    rng = np.random.default_rng(0)
+    x = tg.tensor(rng.standard_normal((8, 3)))
+    y = tg.tensor(rng.standard_normal(8))
+    w0 = rng.standard_normal(3)
+
+    w_e = tg.tensor(w0, requires_grad=True)
+    buf_e = tg.zeros(3, dtype=tg.float64)
+    eager = [_sgd_momentum_step(w_e, buf_e, x, y).item() for _ in range(10)]
+
+    w = tg.tensor(w0, requires_grad=True)
+    buf = tg.zeros(3, dtype=tg.float64)
+    w_data = w.numpy(force=True)
+    step = tg.jit(lambda x, y: _sgd_momentum_step(w, buf, x, y))
+    jitted = [step(x, y).item() for _ in range(10)]
+
+    np.testing.assert_allclose(jitted, eager, rtol=1e-12)
+    close(w, w_e, 1e-12)
+    close(buf, buf_e, 1e-12)
+    assert w.grad is None
+    assert w.numpy(force=True) is w_data  # updated in place: same storage
+    assert step.stats["traces"] == 1 and step.stats["memory_hits"] == 9
+
+
+def test_grad_accumulates_across_jitted_calls_as_eagerly():
+    w_e = tg.tensor([1.0, 2.0], requires_grad=True)
+    w = tg.tensor([1.0, 2.0], requires_grad=True)
+
+    def run(w, x):
+        loss = (x * w).sum() ** 2
+        loss.backward()
+        return loss
+
+    step = tg.jit(lambda x: run(w, x))
+    for i in range(4):
+        x = tg.tensor([1.0, float(i)])
+        run(w_e, x)
+        step(x)
+        close(w.grad, w_e.grad)
+    # first call: .grad None -> created; second: accumulated into the existing .grad (retrace)
+    assert step.stats["traces"] == 2
+    g = w.grad
+    step(tg.tensor([1.0, 1.0]))
+    assert w.grad is g  # accumulated in place, as eager does
+
+
+def test_tracing_leaves_captured_state_untouched():
+    w = tg.tensor([1.0, 2.0], requires_grad=True)
+
+    def step(x):
+        (x * w).sum().backward()
+        with tg.no_grad():
+            w.sub_(w.grad)
+        return w.sum()
+
+    tg.make_tape(step)(tg.ones(2))
+    assert w.tolist() == [1.0, 2.0] and w.grad is None and w.grad_fn is None
+
+
+def test_captured_tensor_changing_shape_retraces():
+    w = tg.ones(3)
+    f = tg.jit(lambda x: x * w)
+    close(f(tg.ones(3)), [1.0, 1.0, 1.0])
+    with tg.no_grad():
+        w.copy_(tg.full((3,), 2.0))
+    close(f(tg.ones(3)), [2.0, 2.0, 2.0])  # new value: same trace
+    assert f.stats["traces"] == 1
+    w.data = tg.ones(4).numpy()
+    close(f(tg.ones(4)), [1.0] * 4)  # new shape: retrace
+    assert f.stats["traces"] == 2
+
+
+def test_outputs_that_need_the_callers_backward_run_eagerly():
+    w = tg.tensor([1.0, 2.0], requires_grad=True)
+    f = tg.jit(lambda x: (x * w).sum())
+    with pytest.warns(UserWarning, match="runs eagerly"):
+        loss = f(tg.ones(2))
+    loss.backward()
+    close(w.grad, [1.0, 1.0])
+    with tg.no_grad():
+        assert f(tg.ones(2)).grad_fn is None
+
+
+# --------------------------------------------------------------------------------------------
+# TracerError
+
+
+@pytest.mark.parametrize(
+    "body, what",
+    [
+        (lambda x: bool(x.sum() > 0), "bool"),
+        (lambda x: float(x.sum()), "float"),
+        (lambda x: int(x.sum()), "int"),
+        (lambda x: x.sum().item(), "item"),
+        (lambda x: x.numpy(), "numpy"),
+        (lambda x: np.asarray(x), "numpy"),
+        (lambda x: x.tolist(), "tolist"),
+        (lambda x: [1, 2, 3][x.sum().long()], "index"),
+    ],
+)
+def test_value_dependent_code_raises_tracer_error(body, what):
+    f = tg.jit(lambda x: body(x))
+    with pytest.raises(tg.TracerError) as info:
+        f(tg.ones(3))
+    message = str(info.value)
+    assert "test_jit.py" in message  # the user's file and line
+    assert "tg.where" in message and "static_argnums" in message
+
+
+def test_python_if_on_a_traced_value():
+    @tg.jit
+    def f(x):
+        if x.sum() > 0:
+            return x
+        return -x
+
+    with pytest.raises(tg.TracerError, match=r"test_jit.py:\d+: bool\(\)"):
+        f(tg.ones(2))
+    # the fix the message suggests
+    g = tg.jit(lambda x: tg.where(x.sum() > 0, x, -x))
+    close(g(tg.ones(2)), [1.0, 1.0])
+
+
+def test_escaped_tracer_is_refused_when_used():
+    leaked = []
+
+    @tg.jit
+    def f(x):
+        y = x * 2
+        leaked.append(y)
+        return y
+
+    f(tg.ones(2))
+    with pytest.raises(tg.TracerError, match="escaped|after that function's trace ended"):
+        leaked[0] + 1
+    with pytest.raises(tg.TracerError):
+        leaked[0].numpy()
+    assert "traced" in repr(leaked[0])
+
+
+def test_traced_repr_and_shape_logic_work():
+    seen = []
+
+    @tg.jit
+    def f(x):
+        seen.append(repr(x * 2))
+        return x.reshape(x.shape[0] * x.shape[1])  # shapes are concrete while tracing
+
+    close(f(tg.ones(2, 3)), [1.0] * 6)
+    assert seen == ["tensor(<traced f32[2,3]>)"]
+
+
+def test_random_numbers_inside_jit_are_refused():
+    f = tg.jit(lambda x: x + tg.rand(3))
+    with pytest.raises(tg.TracerError, match="random"):
+        f(tg.ones(3))

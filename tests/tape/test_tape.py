@@ -1,0 +1,179 @@
+"""The IR's tools: printer (expected strings), type checker (accepts traced tapes, rejects
+malformed ones), and the passes (shrink what they should, never change results)."""
+
+import numpy as np
+import pytest
+
+import tracegrad as tg
+from tracegrad import ops
+from tracegrad.ops.core import Aval
+from tracegrad.tape import TapeTypeError, check, interpret
+from tracegrad.tape.ir import Eqn, Tape, Var
+from tracegrad.tape.passes import cse, dce, optimize, simplify
+
+
+def seeds_f(x):
+    return ((2 * x + 1) ** 2).mean()
+
+
+X = tg.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+
+
+def test_printer_forward_of_seeds_section_3():
+    tape = tg.make_tape(seeds_f)(X)
+    assert str(tape) == (
+        "{ lambda a:f32[2,3] ; let\n"
+        "    b:f32[2,3] = mul a 2\n"
+        "    c:f32[2,3] = add b 1\n"
+        "    d:f32[2,3] = pow c 2\n"
+        "    e:f32[] = mean[dims=(0, 1), keepdim=False] d\n"
+        "  in (e) }"
+    )
+
+
+def test_printer_short_tape_on_one_line():
+    tape = tg.make_tape(lambda x: 2 * x + 1)(tg.ones(3))
+    assert str(tape) == "{ lambda a:f32[3] ; let b:f32[3] = mul a 2; c:f32[3] = add b 1 in (c) }"
+
+
+def test_printer_value_and_grad_forward_and_adjoint():
+    tape = tg.make_tape(tg.value_and_grad(seeds_f))(X)
+    assert str(tape) == (
+        "{ lambda a:f32[2,3] ; let\n"
+        "    b:f32[2,3] = mul a 2\n"
+        "    c:f32[2,3] = add b 1\n"
+        "    d:f32[2,3] = pow c 2\n"
+        "    e:f32[] = mean[dims=(0, 1), keepdim=False] d\n"
+        "    f:f32[] = const[value=1.]\n"
+        "    g:f32[] = div f 6.0\n"
+        "    h:f32[2,3] = expand[shape=(2, 3)] g\n"
+        "    i:f32[2,3] = mul c 2\n"
+        "    j:f32[2,3] = mul h i\n"
+        "    k:f32[2,3] = mul j 2\n"
+        "  in (e, k) }"
+    )
+    check(tape)
+
+
+def test_printer_shows_captured_state_and_writes():
+    w = tg.tensor([1.0, 2.0])
+
+    def step(x):
+        with tg.no_grad():
+            w.mul_(0.5)
+        return (x * w).sum()
+
+    tape = tg.make_tape(step)(tg.ones(2))
+    text = str(tape)
+    assert text.startswith("{ lambda a:f32[2] ; b:f32[2] let")
+    assert text.endswith("in (e) [b <- c] }")
+    assert w.tolist() == [1.0, 2.0]  # tracing changed nothing
+
+
+def test_printer_formats_index_params():
+    tape = tg.make_tape(lambda x: x[1:, ::2, 0, None])(tg.ones(3, 4, 2))
+    assert "getitem[idx=[1:, ::2, 0, None]]" in str(tape)
+
+
+def test_checker_accepts_traced_tapes():
+    for f in [seeds_f, tg.value_and_grad(seeds_f), tg.grad(lambda x: x.softmax(1).max())]:
+        check(tg.make_tape(f)(X))
+
+
+def _tiny_tape():
+    tape = Tape()
+    a = tape.new_var(Aval((3,), np.float32))
+    tape.args.append(a)
+    b = tape.add_eqn(ops.mul, (a, 2.0), Aval((3,), np.float32), {})
+    tape.outputs = [b]
+    return tape, a, b
+
+
+def test_checker_rejects_malformed_tapes():
+    tape, a, b = _tiny_tape()
+    check(tape)
+    undefined = Var(Aval((3,), np.float32))
+    tape.eqns.append(Eqn(ops.add, (undefined, 1.0), Var(Aval((3,), np.float32)), {}))
+    with pytest.raises(TapeTypeError, match="before it is defined"):
+        check(tape)
+    tape, a, b = _tiny_tape()
+    tape.eqns.append(
+        Eqn(ops.sum, (b,), Var(Aval((3,), np.float32)), {"dims": (0,), "keepdim": False})
+    )
+    with pytest.raises(TapeTypeError, match="shape rule gives"):
+        check(tape)
+    tape, a, b = _tiny_tape()
+    tape.eqns.append(Eqn(ops.add, (b, "1"), Var(Aval((3,), np.float32)), {}))
+    with pytest.raises(TapeTypeError, match="literal"):
+        check(tape)
+    tape, a, b = _tiny_tape()
+    tape.eqns.append(tape.eqns[0])
+    with pytest.raises(TapeTypeError, match="redefines"):
+        check(tape)
+
+
+def _run(tape, args):
+    return interpret(tape, [np.asarray(a) for a in args], [])[0]
+
+
+def test_dce_drops_dead_equations():
+    def f(x):
+        unused = x.exp() * 3  # noqa: F841
+        return x + 1
+
+    tape = tg.make_tape(f)(tg.ones(3))
+    assert len(tape.eqns) == 3
+    smaller = dce(tape)
+    assert [e.op.name for e in smaller.eqns] == ["add"]
+    np.testing.assert_array_equal(_run(smaller, [np.ones(3, np.float32)])[0], 2.0)
+
+
+def test_cse_merges_equal_equations():
+    tape = tg.make_tape(lambda x: x.sin() * 2 + x.sin() * 2)(tg.ones(3))
+    assert len(tape.eqns) == 5
+    merged = dce(cse(tape))
+    assert [e.op.name for e in merged.eqns] == ["sin", "mul", "add"]
+    x = np.linspace(0, 1, 3, dtype=np.float32)
+    np.testing.assert_allclose(_run(merged, [x])[0], _run(tape, [x])[0])
+
+
+def test_simplify_removes_trivial_adjoint_equations():
+    def f(x, y):
+        a = (x * 1 + 0) / 1 - 0
+        b = a.reshape(2, 3).permute(0, 1)
+        s = y.expand(4, 2, 3).sum(0)  # broadcast then summed back: y * 4
+        return b + s
+
+    x, y = tg.randn(2, 3), tg.randn(2, 3)
+    tape = tg.make_tape(f)(x, y)
+    simple = simplify(tape)
+    names = [e.op.name for e in simple.eqns]
+    assert names == ["mul", "add"], names
+    np.testing.assert_allclose(_run(simple, [x, y])[0], _run(tape, [x, y])[0], rtol=1e-6)
+
+
+def test_simplify_folds_the_seed_of_backward():
+    tape = optimize(tg.make_tape(tg.grad(lambda x: (x * x).sum()))(tg.ones(3)))
+    assert "const" not in [e.op.name for e in tape.eqns]
+    np.testing.assert_allclose(_run(tape, [np.array([1, 2, 3], np.float32)])[0], [2, 4, 6])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_passes_never_change_results(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+
+    def f(x):
+        y = (x * 1).tanh() + x.tanh()
+        z = y.softmax(1) * (y - 0)
+        return z.sum(), x.unsqueeze(0).expand(5, 3, 4).sum(0)
+
+    tape = tg.make_tape(tg.value_and_grad(lambda x: f(x)[0]))(tg.tensor(x))
+    for p in (dce, cse, simplify, optimize):
+        out = p(tape)
+        check(out)
+        for a, b in zip(_run(out, [x]), _run(tape, [x])):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    tape2 = tg.make_tape(f)(tg.tensor(x))
+    for a, b in zip(_run(optimize(tape2), [x]), _run(tape2, [x])):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
