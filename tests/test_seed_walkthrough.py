@@ -104,3 +104,36 @@ def test_example_script_runs_as_a_program():
     )
     assert done.returncode == 0, done.stderr
     assert "tensor(75.6667, grad_fn=<MeanBackward0>)" in done.stdout
+
+
+def test_section_7_compiled_equals_eager():
+    data = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    x = tg.tensor(data, requires_grad=True)
+    out = ((2 * x + 1) ** 2).mean()
+    out.backward()
+    value, g = tg.jit(tg.value_and_grad(lambda x: ((2 * x + 1) ** 2).mean()))(tg.tensor(data))
+    assert str(value) == "tensor(75.6667)"
+    assert str(g) == str(x.grad)
+
+
+def test_section_7_jitted_training_step_equals_eager_step():
+    def make():
+        return tg.tensor([0.5, -0.5, 0.0], requires_grad=True)
+
+    data = tg.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
+    target = tg.tensor([1.0, 2.0, 3.0])
+
+    def step(w):
+        loss = ((data @ w - target) ** 2).mean()
+        loss.backward()
+        with tg.no_grad():
+            w.sub_(0.01 * w.grad)
+        w.grad = None
+        return loss
+
+    w_eager, w_jit = make(), make()
+    jitted = tg.jit(lambda: step(w_jit))
+    for _ in range(5):
+        assert step(w_eager).item() == pytest.approx(jitted().item(), rel=1e-6)
+    assert w_jit.tolist() == pytest.approx(w_eager.tolist(), rel=1e-6)
+    assert jitted.stats["traces"] == 1
