@@ -305,3 +305,35 @@ def test_random_numbers_inside_jit_are_refused():
     f = tg.jit(lambda x: x + tg.rand(3))
     with pytest.raises(tg.TracerError, match="random"):
         f(tg.ones(3))
+
+
+def test_nested_jit_is_traced_through():
+    inner = tg.jit(lambda x: x.sin() * 2)
+    outer = tg.jit(lambda x: inner(x).sum() + inner(x * 2).sum())
+    x = tg.tensor([0.1, 0.2])
+    close(outer(x), (x.sin() * 2).sum() + ((x * 2).sin() * 2).sum())
+    assert inner.stats["traces"] == 0  # it ran inside the outer trace
+    assert [e.op.name for e in outer.tape(x).eqns].count("sin") == 2
+
+
+def test_an_exception_while_tracing_restores_captured_state():
+    w = tg.tensor([1.0, 2.0], requires_grad=True)
+
+    @tg.jit
+    def f(x):
+        (x * w).sum().backward()
+        with tg.no_grad():
+            w.sub_(1.0)
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        f(tg.ones(2))
+    assert w.tolist() == [1.0, 2.0] and w.grad is None
+    (w * 2).sum().backward()  # and it is usable eagerly again
+    close(w.grad, [2.0, 2.0])
+
+
+def test_debug_prints_the_tape(monkeypatch, capsys):
+    monkeypatch.setenv("TRACEGRAD_DEBUG", "1")
+    tg.jit(seeds_f)(tg.ones(2, 3))
+    assert "mean[dims=(0, 1), keepdim=False]" in capsys.readouterr().err

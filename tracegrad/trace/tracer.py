@@ -18,6 +18,7 @@ the trace captured tensors hold their tape variables; when it ends they get thei
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -150,6 +151,11 @@ class Tracer:
         return out
 
 
+# One trace at a time in the whole process: while a trace runs, captured tensors hold tape
+# variables, and a second trace (in another thread) must not capture them in that state.
+_TRACE_LOCK = threading.RLock()
+
+
 def trace(fn: Callable, args: Sequence[Any], kwargs: dict | None = None) -> tuple:
     """Trace `fn(*args, **kwargs)`. Tensor and array leaves of the arguments become the tape's
     explicit inputs; Python numbers and other leaves are passed as they are (static).
@@ -177,6 +183,11 @@ def trace(fn: Callable, args: Sequence[Any], kwargs: dict | None = None) -> tupl
         else:
             traced_leaves.append(leaf)
     targs, tkwargs = unflatten(treedef, traced_leaves)
+    with _TRACE_LOCK:
+        return _run_trace(fn, tracer, targs, tkwargs)
+
+
+def _run_trace(fn: Callable, tracer: Tracer, targs: Any, tkwargs: dict) -> tuple:
     tracing.tracer = tracer
     try:
         out = fn(*targs, **tkwargs)
