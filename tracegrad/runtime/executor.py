@@ -1,18 +1,32 @@
 """Stage 4's seam: turning a tape into something that runs.
 
-`build_executable(tape, device)` returns a callable `(arg_arrays, captured_arrays) ->
-(outputs, write_values)`. Today it is the reference interpreter; the Numba backends plug in
-here (same signature), so the cache, the state write-back and the tests do not change.
+`build_executable(tape, device, options, stats)` returns a callable
+`(arg_arrays, captured_arrays) -> (outputs, write_values)`:
+
+* `NumbaExecutable` (the default on the CPU): the tape is partitioned into kernels
+  (`fuse.partition`), each run of loop kernels and library calls becomes one generated `@njit`
+  function (`codegen.cpu`), compiled once per distinct source (`compile_cache`); the few ops
+  without a lowering run as Python steps between those functions;
+* `InterpreterExecutable`: the reference interpreter (`TRACEGRAD_EXECUTOR=interpreter`).
+
+Both take and return the same arrays, so the cache, the state write-back and the tests do not
+depend on which one runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from ..codegen.cpu import Naming, SegmentWriter
+from ..fuse.partition import describe, partition
 from ..tape.interpret import interpret
+from ..tape.ir import Var
+from . import compile_cache
 
 
 class InterpreterExecutable:
@@ -25,17 +39,167 @@ class InterpreterExecutable:
 
     def __call__(self, args: Sequence[np.ndarray], captured: Sequence[np.ndarray]) -> tuple:
         outputs, writes = interpret(self.tape, args, captured)
-        # results own their memory: an output must not alias an input or a captured tensor
-        inputs = [*args, *captured]
-        outputs = tuple(_owned(o, inputs) for o in outputs)
-        writes = tuple(None if w is None else _owned(w, inputs) for w in writes)
-        return outputs, writes
+        return _owned_results(outputs, writes, [*args, *captured])
 
     def source(self) -> str:
-        return (
-            "# executed by the reference interpreter (tracegrad.tape.interpret); no generated "
-            "source yet\n" + str(self.tape)
+        return "# executed by the reference interpreter (tracegrad.tape.interpret)\n" + str(
+            self.tape
         )
+
+
+class _Segment:
+    def __init__(
+        self, kernels: list, inputs: list[Var], outputs: list[Var], source: str, fn: Any
+    ) -> None:
+        self.kernels = kernels
+        self.inputs = inputs
+        self.outputs = outputs
+        self.source = source
+        self.fn = fn
+        self.first_call_done = False
+
+
+class NumbaExecutable:
+    """Fused loops compiled with numba.njit; see the module docstring."""
+
+    kind = "numba"
+
+    def __init__(self, tape: Any, parallel: bool, stats: dict) -> None:
+        self.tape = tape
+        self.stats = stats
+        self.kernels = partition(tape)
+        naming = Naming(tape)
+        self.naming = naming
+        self.consts = {id(e.out): e.params["value"] for e in tape.eqns if e.op.name == "const"}
+        cache = "True" if compile_cache.disk_enabled() else "False"
+
+        def decorator(kernels: list) -> str:
+            # parallel only where there is a loop to parallelize (Numba warns otherwise)
+            par = parallel and any(k.kind == "loop" and k.space for k in kernels)
+            return f'@njit(parallel={par}, fastmath=False, error_model="numpy", cache={cache})'
+
+        # group kernels: runs of compiled kernels form one segment; Python steps sit between
+        groups: list[Any] = []
+        for k in self.kernels:
+            if k.kind == "python":
+                groups.append(k)
+            elif groups and isinstance(groups[-1], list):
+                groups[-1].append(k)
+            else:
+                groups.append([k])
+        later_uses = self._later_uses(groups)
+        self.steps: list[Any] = []
+        for n, g in enumerate(groups):
+            if not isinstance(g, list):
+                self.steps.append(g)
+                continue
+            defined = {id(e.out) for k in g for e in k.eqns}
+            inputs: dict[int, Var] = {}
+            for k in g:
+                for e in k.eqns:
+                    for x in e.inputs:
+                        if isinstance(x, Var) and id(x) not in defined:
+                            inputs.setdefault(id(x), x)
+            outputs = [e.out for k in g for e in k.eqns if id(e.out) in later_uses[n]]
+            outputs = list({id(v): v for v in outputs}.values())
+            writer = SegmentWriter(naming, g, list(inputs.values()), outputs, decorator(g))
+            source = writer.source()
+            self.steps.append(
+                _Segment(g, list(inputs.values()), outputs, source, compile_cache.load(source))
+            )
+        self.S = naming.shape_table()
+        self.LF = np.asarray(naming.floats, dtype=np.float64)
+        self.LI = np.asarray(naming.ints, dtype=np.int64)
+        if _debug_level() >= 2:
+            print(describe(self.kernels), file=sys.stderr)
+        if _debug_level() >= 3:
+            print(self.source(), file=sys.stderr)
+
+    def _later_uses(self, groups: list) -> list[set[int]]:
+        """For each group: the vars that groups after it, outputs or writes read."""
+        final = {id(x) for x in self.tape.outputs if isinstance(x, Var)}
+        final |= {id(w.value) for w in self.tape.writes if isinstance(w.value, Var)}
+        result = []
+        needed = set(final)
+        for g in reversed(groups):
+            result.append(set(needed))
+            kernels = g if isinstance(g, list) else [g]
+            for k in kernels:
+                for e in k.eqns:
+                    needed.update(id(x) for x in e.inputs if isinstance(x, Var))
+        result.reverse()
+        return result
+
+    def __call__(self, args: Sequence[np.ndarray], captured: Sequence[np.ndarray]) -> tuple:
+        env: dict[int, Any] = dict(self.consts)
+        for v, a in zip(self.tape.args, args):
+            env[id(v)] = a
+        for v, a in zip(self.tape.captured, captured):
+            env[id(v)] = a
+        for step in self.steps:
+            if isinstance(step, _Segment):
+                self._run_segment(step, env)
+            else:
+                e = step.eqn
+                vals = [env[id(x)] if isinstance(x, Var) else x for x in e.inputs]
+                out = e.op.forward(*vals, **e.params)
+                out = np.asarray(out)
+                if out.dtype != e.out.dtype:
+                    out = out.astype(e.out.dtype)
+                env[id(e.out)] = out
+        outputs = tuple(
+            np.asarray(env[id(x)]) if isinstance(x, Var) else np.asarray(x)
+            for x in self.tape.outputs
+        )
+        writes = tuple(
+            None if w.value is None else np.asarray(env[id(w.value)]) for w in self.tape.writes
+        )
+        return _owned_results(outputs, writes, [*args, *captured])
+
+    def _run_segment(self, seg: _Segment, env: dict) -> None:
+        params = []
+        for v in seg.inputs:
+            a = env[id(v)]
+            if v.ndim == 0:
+                params.append(np.asarray(a, dtype=v.dtype)[()])
+            else:
+                # one layout (C) for every call, so Numba compiles one specialization
+                params.append(np.ascontiguousarray(a, dtype=v.dtype))
+        result = seg.fn(*params, self.S, self.LF, self.LI)
+        if not seg.first_call_done:
+            seg.first_call_done = True
+            self._count_first_call(seg.fn)
+        for v, r in zip(seg.outputs, result):
+            env[id(v)] = np.asarray(r, dtype=v.dtype) if v.ndim == 0 else r
+
+    def _count_first_call(self, fn: Any) -> None:
+        # the dispatcher compiled now, or loaded machine code from Numba's disk cache
+        seen = getattr(fn, "_tracegrad_seen", False)
+        if seen:
+            return
+        fn._tracegrad_seen = True
+        hits = sum(fn.stats.cache_hits.values()) if hasattr(fn, "stats") else 0
+        if hits:
+            self.stats["disk_hits"] += 1
+        else:
+            self.stats["compiles"] += 1
+
+    def source(self) -> str:
+        parts = []
+        for n, step in enumerate(self.steps):
+            if isinstance(step, _Segment):
+                parts.append(f"# ---- compiled segment {n} ----\n{step.source}")
+            else:
+                e = step.eqn
+                parts.append(f"# ---- step {n}: {e.op.name} runs in Python (numpy forward) ----\n")
+        return "\n".join(parts)
+
+
+def _owned_results(outputs: tuple, writes: tuple, inputs: list) -> tuple:
+    # results own their memory: an output must not alias an input or a captured tensor
+    outputs = tuple(_owned(o, inputs) for o in outputs)
+    writes = tuple(None if w is None else _owned(w, inputs) for w in writes)
+    return outputs, writes
 
 
 def _owned(a: np.ndarray, inputs: list) -> np.ndarray:
@@ -44,7 +208,22 @@ def _owned(a: np.ndarray, inputs: list) -> np.ndarray:
     return a
 
 
-def build_executable(tape: Any, device: str) -> Callable:
+def _debug_level() -> int:
+    try:
+        return int(os.environ.get("TRACEGRAD_DEBUG", "0"))
+    except ValueError:
+        return 0
+
+
+def build_executable(
+    tape: Any, device: str, parallel: bool = True, stats: dict | None = None
+) -> Any:
     if device != "cpu":
         raise ValueError(f"tg.jit: device {device!r} is not available; use device='cpu'")
-    return InterpreterExecutable(tape)
+    if os.environ.get("TRACEGRAD_EXECUTOR", "numba") == "interpreter":
+        return InterpreterExecutable(tape)
+    return NumbaExecutable(tape, parallel, stats if stats is not None else _null_stats())
+
+
+def _null_stats() -> dict:
+    return {"compiles": 0, "disk_hits": 0}

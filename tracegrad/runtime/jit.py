@@ -141,6 +141,7 @@ class JitFunction:
             (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
         )
         self.device = device
+        self.parallel = bool(parallel)
         self.options = (("parallel", bool(parallel)),)
         self.stats = {
             "traces": 0,
@@ -264,8 +265,7 @@ class JitFunction:
             print(
                 f"tracegrad: traced {getattr(self.fn, '__name__', 'f')}:\n{tape}", file=sys.stderr
             )
-        executable = build_executable(tape, self.device)
-        self.stats["compiles"] += 1
+        executable = build_executable(tape, self.device, self.parallel, self.stats)
         entry = Entry(tape, tracer, out_tree, executable, eager)
         self._cache.setdefault(key, []).insert(0, entry)
         return entry

@@ -1,0 +1,1 @@
+"""Stage 3: kernels -> generated Python source for Numba (`cpu.py`)."""

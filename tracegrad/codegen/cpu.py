@@ -1,0 +1,356 @@
+"""Stage 3: kernels -> Python source for `numba.njit`.
+
+One compiled *segment* (a run of loop kernels and library calls) becomes one `@njit` function.
+For the value and gradient of `mean((2x+1)**2)` the whole tape is one segment with one loop::
+
+    @njit(parallel=True, fastmath=False, error_model="numpy", cache=True)
+    def segment(a, f_, S, LF, LI):
+        # kernel 0: loop over the shape of b (rank 2)
+        n0 = S[1, 0]
+        n1 = S[1, 1]
+        # g:f32[] = div f 6.0
+        g_ = np.float32((f_ / LF[3]))
+        k = np.empty((n0, n1), dtype=np.float32)
+        acc_e = 0.0
+        for i0 in prange(n0):
+            for i1 in range(n1):
+                # b:f32[2,3] = mul a 2
+                b_ = np.float32((a[i0, i1] * LF[0]))
+                ...
+
+Sizes never appear in the source: loop bounds and allocation shapes come from `S` (the shape of
+every var, one row per var), reduction sizes are products of `S` entries, and Python number
+literals are read from `LF` (floats) and `LI` (ints and bools). The source depends only on the
+graph's structure, dtypes, ranks and which dimensions broadcast, so a new batch size or a new
+learning rate finds the same source and reuses the compiled function.
+"""
+
+from __future__ import annotations
+
+import keyword
+from typing import Any
+
+import numpy as np
+
+from ..ops.core import short_dtype
+from ..tape.ir import Var
+from ..tape.printer import _names, format_param
+from .source import SourceWriter
+
+_RESERVED = {"np", "math", "prange", "njit", "S", "LF", "LI", "acc", "n0", "n1", "n2", "n3"}
+_CAST = {
+    "float32": "np.float32",
+    "float64": "np.float64",
+    "int64": "np.int64",
+    "int32": "np.int32",
+    "bool": "np.bool_",
+    "int16": "np.int16",
+    "int8": "np.int8",
+    "uint8": "np.uint8",
+    "float16": "np.float16",
+}
+
+
+class Naming:
+    """Names of vars (the tape printer's), their rows in the shape table, literal slots."""
+
+    def __init__(self, tape: Any) -> None:
+        self.names: dict[int, str] = {}
+        self.rows: dict[int, int] = {}
+        self.vars: list[Var] = []
+        gen = _names()
+        for v in tape.args + tape.captured + [e.out for e in tape.eqns]:
+            name = next(gen)
+            if keyword.iskeyword(name) or name in _RESERVED or keyword.issoftkeyword(name):
+                name += "x"
+            self.names[id(v)] = name
+            self.rows[id(v)] = len(self.vars)
+            self.vars.append(v)
+        self.floats: list[float] = []
+        self.ints: list[int] = []
+
+    def shape_table(self) -> np.ndarray:
+        rank = max([v.ndim for v in self.vars] + [1])
+        table = np.ones((len(self.vars), rank), dtype=np.int64)
+        for i, v in enumerate(self.vars):
+            table[i, : v.ndim] = v.shape
+        return table
+
+    def literal(self, x: Any) -> str:
+        # every occurrence gets its own slot: equal values must not change the source
+        if isinstance(x, (bool, np.bool_)) or isinstance(x, (int, np.integer)):
+            self.ints.append(int(x))
+            return f"LI[{len(self.ints) - 1}]"
+        self.floats.append(float(x))
+        return f"LF[{len(self.floats) - 1}]"
+
+    def array(self, v: Var) -> str:
+        return self.names[id(v)]
+
+    def scalar(self, v: Var) -> str:
+        return self.names[id(v)] + "_"
+
+    def dims(self, v: Var) -> list[str]:
+        return [f"S[{self.rows[id(v)]}, {k}]" for k in range(v.ndim)]
+
+
+def scalar_expr(e: Any, operands: list[str]) -> str:
+    """The op's scalar template with its operands filled in."""
+    name = e.op.name
+    if name == "clamp":
+        x = operands[0]
+        lo, hi = e.params["min"], e.params["max"]
+        expr = x
+        if lo is not None:
+            expr = f"max({expr}, {operands[1]})"
+        if hi is not None:
+            expr = f"min({expr}, {operands[-1]})"
+        return expr
+    if name == "gelu" and e.params.get("approximate") == "tanh":
+        x = operands[0]
+        return (
+            f"(0.5 * {x} * (1.0 + math.tanh(0.7978845608028654 * ({x} + 0.044715 * {x} * {x} "
+            f"* {x}))))"
+        )
+    if name == "expand":
+        return operands[0]
+    return e.op.lower.format(*operands)
+
+
+def _cast(v: Var) -> str:
+    return _CAST[v.dtype.name]
+
+
+def _acc_init(op: str, kind: str) -> str:
+    if op in ("sum", "mean"):
+        return "0.0" if kind == "f" else "0"
+    if op == "prod":
+        return "1.0" if kind == "f" else "1"
+    return "-np.inf" if op == "amax" else "np.inf"
+
+
+_SIZE_PARAMS = frozenset(("shape", "value"))
+
+
+def eqn_comment(naming: Naming, e: Any, operands: list[str] | None = None) -> str:
+    """`b:f32[_,_] = mul a LI[0]`: the tape equation, written without sizes or literal values
+    (those are runtime parameters), so that the comment does not change the source."""
+    atoms = []
+    for i, x in enumerate(e.inputs):
+        if isinstance(x, Var):
+            atoms.append(naming.names[id(x)])
+        else:
+            atoms.append(operands[i] if operands else "<literal>")
+    params = ", ".join(
+        f"{k}={format_param(k, v)}" for k, v in e.params.items() if k not in _SIZE_PARAMS
+    )
+    head = e.op.name + (f"[{params}]" if params else "")
+    aval = f"{short_dtype(e.out.dtype)}[{','.join('_' * (e.out.ndim > 0) for _ in e.out.shape)}]"
+    return f"{naming.names[id(e.out)]}:{aval} = {head} {' '.join(atoms)}".rstrip()
+
+
+class SegmentWriter:
+    """Writes one `@njit` segment function for a run of loop and call kernels."""
+
+    def __init__(
+        self,
+        naming: Naming,
+        kernels: list[Any],
+        inputs: list[Var],
+        outputs: list[Var],
+        decorator: str,
+    ) -> None:
+        self.n = naming
+        self.kernels = kernels
+        self.inputs = inputs
+        self.outputs = outputs
+        self.decorator = decorator
+        self.w = SourceWriter()
+        # what each var is inside this function: "array" (indexable) or "scalar"
+        self.kind: dict[int, str] = {}
+        for v in inputs:
+            self.kind[id(v)] = "scalar" if v.ndim == 0 else "array"
+
+    def source(self) -> str:
+        w = self.w
+        w.line("import math")
+        w.line("")
+        w.line("import numpy as np")
+        w.line("from numba import njit, prange")
+        w.line("")
+        w.line("")
+        params = [self._param(v) for v in self.inputs] + ["S", "LF", "LI"]
+        w.line(self.decorator)
+        with w.block(f"def segment({', '.join(params)}):"):
+            for i, k in enumerate(self.kernels):
+                if k.kind == "loop":
+                    self._loop(i, k)
+                else:
+                    self._call(i, k)
+            outs = [self._ref_out(v) for v in self.outputs]
+            w.line(f"return ({', '.join(outs)},)" if outs else "return (0,)")
+        return w.getvalue()
+
+    def _param(self, v: Var) -> str:
+        return self.n.scalar(v) if v.ndim == 0 else self.n.array(v)
+
+    def _ref_out(self, v: Var) -> str:
+        return self.n.scalar(v) if self.kind[id(v)] == "scalar" else self.n.array(v)
+
+    # operands ---------------------------------------------------------------------------------
+
+    def _operand(self, x: Any, space: tuple, in_loop: bool) -> str:
+        if not isinstance(x, Var):
+            return self.n.literal(x)
+        kind = self.kind.get(id(x))
+        if kind in ("scalar", "loop"):
+            return self.n.scalar(x)
+        if not in_loop:
+            raise AssertionError(f"array operand {self.n.array(x)} outside a loop")
+        # an array read inside the loop, broadcast against the iteration space: dims where the
+        # array has size 1 and the loop does not are read at index 0 (size-generic: only the
+        # pattern of broadcast dims is in the source, never a size)
+        lead = len(space) - x.ndim
+        idx = []
+        for k in range(x.ndim):
+            broadcast = x.shape[k] == 1 and space[lead + k] != 1
+            idx.append("0" if broadcast else f"i{lead + k}")
+        return f"{self.n.array(x)}[{', '.join(idx)}]" if idx else self.n.array(x)
+
+    def _assign_scalar(self, e: Any, space: tuple, in_loop: bool) -> None:
+        ops = [self._operand(x, space, in_loop) for x in e.inputs]
+        self.w.comment(eqn_comment(self.n, e, ops))
+        self.w.line(f"{self.n.scalar(e.out)} = {_cast(e.out)}({scalar_expr(e, ops)})")
+
+    # loop kernels -----------------------------------------------------------------------------
+
+    def _loop(self, index: int, k: Any) -> None:
+        w, n = self.w, self.n
+        space = k.space
+        rank = len(space)
+        if rank:
+            sv = k.space_var()
+            w.comment(f"kernel {index}: loop over the shape of {n.array(sv)} (rank {rank})")
+            for d, dim in enumerate(n.dims(sv)):
+                w.line(f"n{d} = {dim}")
+        else:
+            w.comment(f"kernel {index}: scalar operations")
+        for e in k.prologue:
+            self._assign_scalar(e, space, False)
+            self.kind[id(e.out)] = "scalar"
+        bounds = ", ".join(f"n{d}" for d in range(rank))
+        for v in k.materialize:
+            w.line(f"{n.array(v)} = np.empty(({bounds},), dtype={_cast(v)})")
+        # accumulators: float sums accumulate in float64, integer ones in int64
+        race = False
+        for e in k.reductions:
+            acc = "acc_" + n.array(e.out)
+            kind = "f" if e.inputs[0].dtype.kind == "f" else "i"
+            init = _acc_init(e.op.name, kind)
+            if e.out.ndim == 0:
+                w.line(f"{acc} = {init}")
+            else:
+                shape = ", ".join(n.dims(e.out))
+                dtype = "np.float64" if kind == "f" else "np.int64"
+                w.line(f"{acc} = np.full(({shape},), {init}, dtype={dtype})")
+                race |= 0 in e.params["dims"]
+        if rank:
+            # the outer loop runs in parallel unless a partial reduction over dim 0 would make
+            # threads write the same accumulator element
+            loop = "range" if race else "prange"
+            headers = [f"for i0 in {loop}(n0):"] + [
+                f"for i{d} in range(n{d}):" for d in range(1, rank)
+            ]
+            self._nest(headers, k, space)
+        for e in k.reductions:
+            self._finish_reduction(e, space)
+        for e in k.epilogue:
+            self._assign_scalar(e, space, False)
+            self.kind[id(e.out)] = "scalar"
+        for e in k.body:
+            if id(e.out) in {id(v) for v in k.materialize}:
+                self.kind[id(e.out)] = "array"
+
+    def _nest(self, headers: list[str], k: Any, space: tuple) -> None:
+        if headers:
+            with self.w.block(headers[0]):
+                self._nest(headers[1:], k, space)
+            return
+        n, w = self.n, self.w
+        materialized = {id(v) for v in k.materialize}
+        idx = ", ".join(f"i{d}" for d in range(len(space)))
+        for e in k.body:
+            self._assign_scalar(e, space, True)
+            self.kind[id(e.out)] = "loop"
+            if id(e.out) in materialized:
+                w.line(f"{n.array(e.out)}[{idx}] = {n.scalar(e.out)}")
+        for e in k.reductions:
+            x = self._operand(e.inputs[0], space, True)
+            acc = "acc_" + n.array(e.out)
+            if e.out.ndim:
+                dims = e.params["dims"]
+                keep = e.params["keepdim"]
+                parts = []
+                for d in range(len(space)):
+                    if d in dims:
+                        if keep:
+                            parts.append("0")
+                    else:
+                        parts.append(f"i{d}")
+                acc = f"{acc}[{', '.join(parts)}]"
+            w.comment(eqn_comment(n, e) + "  (accumulate)")
+            name = e.op.name
+            if name in ("sum", "mean"):
+                w.line(f"{acc} += {x}")
+            elif name == "prod":
+                w.line(f"{acc} *= {x}")
+            else:
+                fn = "max" if name == "amax" else "min"
+                w.line(f"{acc} = {fn}({acc}, {x})")
+
+    def _finish_reduction(self, e: Any, space: tuple) -> None:
+        n, w = self.n, self.w
+        acc = "acc_" + n.array(e.out)
+        value = acc
+        if e.op.name == "mean":
+            count = " * ".join(f"n{d}" for d in e.params["dims"]) or "1"
+            value = f"{acc} / ({count})"
+        w.comment(eqn_comment(n, e))
+        if e.out.ndim == 0:
+            w.line(f"{n.scalar(e.out)} = {_cast(e.out)}({value})")
+            self.kind[id(e.out)] = "scalar"
+        else:
+            w.line(f"{n.array(e.out)} = ({value}).astype({_cast(e.out)})")
+            self.kind[id(e.out)] = "array"
+
+    # library calls ----------------------------------------------------------------------------
+
+    def _call(self, index: int, k: Any) -> None:
+        n, w = self.n, self.w
+        e = k.eqn
+        w.comment(f"kernel {index}: {e.op.name}")
+        w.comment(eqn_comment(n, e))
+        x = e.inputs[0]
+        xs = self._ref(x)
+        out_scalar = e.out.ndim == 0
+        target = n.scalar(e.out) if out_scalar else n.array(e.out)
+        if e.op.name == "matmul":
+            y = self._ref(e.inputs[1])
+            w.line(f"{target} = np.dot(np.ascontiguousarray({xs}), np.ascontiguousarray({y}))")
+        elif e.op.name == "reshape":
+            if out_scalar:
+                w.line(f"{target} = np.ascontiguousarray({xs}).ravel()[0]")
+            elif x.ndim == 0:
+                w.line(f"{target} = np.full(({', '.join(n.dims(e.out))},), {xs})")
+            else:
+                w.line(
+                    f"{target} = np.ascontiguousarray({xs}).reshape(({', '.join(n.dims(e.out))},))"
+                )
+        elif e.op.name == "permute":
+            w.line(f"{target} = np.transpose({xs}, {tuple(e.params['dims'])!r})")
+        else:  # pragma: no cover - partition only sends the ops above
+            raise AssertionError(e.op.name)
+        self.kind[id(e.out)] = "scalar" if out_scalar else "array"
+
+    def _ref(self, v: Var) -> str:
+        return self.n.scalar(v) if self.kind[id(v)] in ("scalar", "loop") else self.n.array(v)

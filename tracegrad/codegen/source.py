@@ -1,0 +1,33 @@
+"""A small source writer: lines and an indentation context manager (as Inductor's
+IndentedBuffer), so generated code is built structurally, never by hand-rolled indentation."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+
+class SourceWriter:
+    def __init__(self, indent: str = "    ") -> None:
+        self._lines: list[str] = []
+        self._level = 0
+        self._indent = indent
+
+    def line(self, text: str = "") -> None:
+        self._lines.append(self._indent * self._level + text if text else "")
+
+    def comment(self, text: str) -> None:
+        self.line("# " + text)
+
+    @contextlib.contextmanager
+    def block(self, header: str) -> Iterator[None]:
+        """`with w.block("for i in range(n):"):` writes the header and indents its body."""
+        self.line(header)
+        self._level += 1
+        try:
+            yield
+        finally:
+            self._level -= 1
+
+    def getvalue(self) -> str:
+        return "\n".join(self._lines) + "\n"
