@@ -94,17 +94,16 @@ class Naming:
         return [f"S[{self.rows[id(v)]}, {k}]" for k in range(v.ndim)]
 
 
-def scalar_expr(e: Any, operands: list[str]) -> str:
-    """The op's scalar template with its operands filled in."""
+def scalar_expr(e: Any, operands: list[str], literal: Any) -> str:
+    """The op's scalar template with its operands filled in (number parameters, such as
+    clamp's bounds, become literal slots too)."""
     name = e.op.name
     if name == "clamp":
-        x = operands[0]
-        lo, hi = e.params["min"], e.params["max"]
-        expr = x
-        if lo is not None:
-            expr = f"max({expr}, {operands[1]})"
-        if hi is not None:
-            expr = f"min({expr}, {operands[-1]})"
+        expr = operands[0]
+        if e.params["min"] is not None:
+            expr = f"max({expr}, {literal(e.params['min'])})"
+        if e.params["max"] is not None:
+            expr = f"min({expr}, {literal(e.params['max'])})"
         return expr
     if name == "gelu" and e.params.get("approximate") == "tanh":
         x = operands[0]
@@ -129,7 +128,7 @@ def _acc_init(op: str, kind: str) -> str:
     return "-np.inf" if op == "amax" else "np.inf"
 
 
-_SIZE_PARAMS = frozenset(("shape", "value"))
+_SIZE_PARAMS = frozenset(("shape", "value", "min", "max"))
 
 
 def eqn_comment(naming: Naming, e: Any, operands: list[str] | None = None) -> str:
@@ -220,7 +219,8 @@ class SegmentWriter:
     def _assign_scalar(self, e: Any, space: tuple, in_loop: bool) -> None:
         ops = [self._operand(x, space, in_loop) for x in e.inputs]
         self.w.comment(eqn_comment(self.n, e, ops))
-        self.w.line(f"{self.n.scalar(e.out)} = {_cast(e.out)}({scalar_expr(e, ops)})")
+        expr = scalar_expr(e, ops, self.n.literal)
+        self.w.line(f"{self.n.scalar(e.out)} = {_cast(e.out)}({expr})")
 
     # loop kernels -----------------------------------------------------------------------------
 

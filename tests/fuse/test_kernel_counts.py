@@ -1,0 +1,60 @@
+"""Fusion results, asserted by counting kernels: a change that breaks fusion fails here."""
+
+import numpy as np
+
+import tracegrad as tg
+from tracegrad.fuse import partition
+
+
+def kinds(kernels):
+    return [k.kind if k.kind != "call" else k.eqn.op.name for k in kernels]
+
+
+def test_value_and_grad_of_mean_square_is_one_loop():
+    f = tg.jit(tg.value_and_grad(lambda x: ((2 * x + 1) ** 2).mean()), parallel=False)
+    x = tg.randn(64, 32)
+    kernels = partition(f.tape(x))
+    assert kinds(kernels) == ["loop"]
+    (loop,) = kernels
+    assert loop.space == (64, 32)
+    assert len(loop.reductions) == 1  # the value
+    assert [v.shape for v in loop.materialize] == [(64, 32)]  # the gradient, written once
+    assert f.source(x).count("for i0 in") == 1  # one pass over x
+    value, grad = f(x)
+    np.testing.assert_allclose(grad.numpy(), (4 * (2 * x.numpy() + 1) / x.numel()), rtol=1e-5)
+
+
+def test_dense_relu_layer_is_blas_calls_and_one_fused_loop():
+    def layer(x, w, b):
+        return (x @ w + b).relu().sum()
+
+    f = tg.jit(tg.value_and_grad(layer, argnums=(0, 1, 2)), parallel=False)
+    x, w, b = tg.randn(16, 8), tg.randn(8, 4), tg.randn(4)
+    kernels = partition(f.tape(x, w, b))
+    assert kinds(kernels) == ["matmul", "loop", "permute", "matmul", "permute", "matmul"]
+    loop = kernels[1]
+    # bias add, relu, the relu mask of the backward and the bias gradient in one pass; the only
+    # array written is the gradient that the two backward matmuls read (no temporaries for
+    # the bias or the activation)
+    assert len(loop.body) >= 4 and len(loop.reductions) == 2
+    assert len(loop.materialize) == 1
+    eager = tg.value_and_grad(layer, argnums=(0, 1, 2))(x, w, b)
+    got = f(x, w, b)
+    np.testing.assert_allclose(got[0].numpy(), eager[0].numpy(), rtol=1e-5)
+    for g, e in zip(got[1], eager[1]):
+        np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_reduction_ends_the_loop_for_its_consumers():
+    f = tg.jit(lambda x: x.softmax(1), parallel=False)
+    kernels = partition(f.tape(tg.randn(4, 6)))
+    loops = [k for k in kernels if k.kind == "loop"]
+    # max over rows, exp and its row sum, then the division: the consumers of each reduced
+    # value run in a later loop
+    assert [len(k.reductions) for k in loops if k.space == (4, 6)] == [1, 1, 0]
+
+
+def test_ops_without_lowering_are_python_steps():
+    f = tg.jit(lambda x, i: x[i].sum(), parallel=False)
+    kernels = partition(f.tape(tg.randn(5, 3), tg.tensor([0, 2])))
+    assert kinds(kernels) == ["python", "loop"]
