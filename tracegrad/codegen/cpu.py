@@ -94,10 +94,24 @@ class Naming:
         return [f"S[{self.rows[id(v)]}, {k}]" for k in range(v.ndim)]
 
 
+# pow by a small constant exponent is a different, much cheaper operation (a multiply instead
+# of a call to powf): the exponent is then part of the source, like which dims broadcast
+_POW_BY = {
+    2: "({0} * {0})",
+    3: "({0} * {0} * {0})",
+    1: "{0}",
+    0.5: "math.sqrt({0})",
+    -1: "(1.0 / {0})",
+}
+
+
 def scalar_expr(e: Any, operands: list[str], literal: Any) -> str:
     """The op's scalar template with its operands filled in (number parameters, such as
     clamp's bounds, become literal slots too)."""
     name = e.op.name
+    if name == "pow" and not isinstance(e.inputs[1], Var) and e.inputs[1] in _POW_BY:
+        if not isinstance(e.inputs[1], bool):
+            return _POW_BY[e.inputs[1]].format(operands[0])
     if name == "clamp":
         expr = operands[0]
         if e.params["min"] is not None:
@@ -165,13 +179,24 @@ class SegmentWriter:
         self.outputs = outputs
         self.decorator = decorator
         self.w = SourceWriter()
+        self.literal_defs: list[str] = []
         # what each var is inside this function: "array" (indexable) or "scalar"
         self.kind: dict[int, str] = {}
         for v in inputs:
             self.kind[id(v)] = "scalar" if v.ndim == 0 else "array"
 
     def source(self) -> str:
-        w = self.w
+        # the body first (it assigns literal slots), then the module around it
+        with self.w.block("def segment(...):"):
+            for i, k in enumerate(self.kernels):
+                if k.kind == "loop":
+                    self._loop(i, k)
+                else:
+                    self._call(i, k)
+            outs = [self._ref_out(v) for v in self.outputs]
+            self.w.line(f"return ({', '.join(outs)},)" if outs else "return (0,)")
+        body = self.w.getvalue().splitlines()[1:]
+        w = SourceWriter()
         w.line("import math")
         w.line("")
         w.line("import numpy as np")
@@ -181,14 +206,11 @@ class SegmentWriter:
         params = [self._param(v) for v in self.inputs] + ["S", "LF", "LI"]
         w.line(self.decorator)
         with w.block(f"def segment({', '.join(params)}):"):
-            for i, k in enumerate(self.kernels):
-                if k.kind == "loop":
-                    self._loop(i, k)
-                else:
-                    self._call(i, k)
-            outs = [self._ref_out(v) for v in self.outputs]
-            w.line(f"return ({', '.join(outs)},)" if outs else "return (0,)")
-        return w.getvalue()
+            if self.literal_defs:
+                w.comment("literals, in the dtype they are used in")
+                for line in self.literal_defs:
+                    w.line(line)
+        return w.getvalue() + "\n".join(body) + "\n"
 
     def _param(self, v: Var) -> str:
         return self.n.scalar(v) if v.ndim == 0 else self.n.array(v)
@@ -198,9 +220,17 @@ class SegmentWriter:
 
     # operands ---------------------------------------------------------------------------------
 
-    def _operand(self, x: Any, space: tuple, in_loop: bool) -> str:
+    def _literal(self, x: Any, dtype: Any) -> str:
+        """A literal as a local of the operation's dtype, converted once before any loop
+        (float32 math stays float32, as in eager mode)."""
+        slot = self.n.literal(x)
+        name = "L" + slot[1] + slot[3:-1]  # LF[3] -> LF3, LI[2] -> LI2
+        self.literal_defs.append(f"{name} = {_CAST[np.dtype(dtype).name]}({slot})")
+        return name
+
+    def _operand(self, x: Any, space: tuple, in_loop: bool, dtype: Any = None) -> str:
         if not isinstance(x, Var):
-            return self.n.literal(x)
+            return self._literal(x, dtype) if dtype is not None else self.n.literal(x)
         kind = self.kind.get(id(x))
         if kind in ("scalar", "loop"):
             return self.n.scalar(x)
@@ -217,7 +247,12 @@ class SegmentWriter:
         return f"{self.n.array(x)}[{', '.join(idx)}]" if idx else self.n.array(x)
 
     def _assign_scalar(self, e: Any, space: tuple, in_loop: bool) -> None:
-        ops = [self._operand(x, space, in_loop) for x in e.inputs]
+        # literals take the dtype of the tensor operands (Python numbers are weakly typed)
+        var_dtypes = [x.dtype for x in e.inputs if isinstance(x, Var)]
+        ctx = var_dtypes[0] if var_dtypes else e.out.dtype
+        if e.op.name == "where":
+            ctx = next((x.dtype for x in e.inputs[1:] if isinstance(x, Var)), e.out.dtype)
+        ops = [self._operand(x, space, in_loop, ctx) for x in e.inputs]
         self.w.comment(eqn_comment(self.n, e, ops))
         expr = scalar_expr(e, ops, self.n.literal)
         self.w.line(f"{self.n.scalar(e.out)} = {_cast(e.out)}({expr})")
