@@ -126,3 +126,19 @@ def test_disabling_the_disk_cache_writes_nothing(tmp_path):
     env = {"TRACEGRAD_DISABLE_DISK_CACHE": "1"}
     assert run_script(tmp_path, env) == (1, 0)
     assert not list(tmp_path.glob("tg_*.py"))
+
+
+def test_output_buffers_are_reused_only_when_nobody_holds_them():
+    f = tg.jit(lambda x: x * 2 + 1, parallel=False)
+    first = f(tg.ones(1000))
+    second = f(tg.full((1000,), 2.0))
+    assert first.numpy() is not second.numpy()  # the first result is still held
+    assert first.tolist()[0] == 3.0 and second.tolist()[0] == 5.0
+    kept = first.numpy()[:10]  # a view keeps the buffer alive too
+    del first
+    third = f(tg.full((1000,), 3.0))
+    assert kept[0] == 3.0 and third.tolist()[0] == 7.0
+    del second
+    buffer = f(tg.ones(1000)).numpy()
+    again = f(tg.ones(1000)).numpy()
+    assert buffer is not again  # `buffer` is held: not reused

@@ -4,19 +4,27 @@ One compiled *segment* (a run of loop kernels and library calls) becomes one `@n
 For the value and gradient of `mean((2x+1)**2)` the whole tape is one segment with one loop::
 
     @njit(parallel=True, fastmath=False, error_model="numpy", cache=True)
-    def segment(a, f_, S, LF, LI):
+    def segment(f_, a, k, S, LF, LI):
+        # literals, in the dtype they are used in
+        LF0 = np.float32(LF[0])
+        LI0 = np.float32(LI[0])
+        ...
         # kernel 0: loop over the shape of b (rank 2)
         n0 = S[1, 0]
         n1 = S[1, 1]
-        # g:f32[] = div f 6.0
-        g_ = np.float32((f_ / LF[3]))
-        k = np.empty((n0, n1), dtype=np.float32)
+        # g:f32[] = div f LF0
+        g_ = np.float32((f_ / LF0))
         acc_e = 0.0
         for i0 in prange(n0):
             for i1 in range(n1):
-                # b:f32[2,3] = mul a 2
-                b_ = np.float32((a[i0, i1] * LF[0]))
+                # b:f32[_,_] = mul a LI0
+                b_ = np.float32((a[i0, i1] * LI0))
                 ...
+                k[i0, i1] = k_
+                # e:f32[] = mean[dims=(0, 1), keepdim=False] d  (accumulate)
+                acc_e += d_
+        e_ = np.float32(acc_e / (n0 * n1))
+        return (k, e_,)
 
 Sizes never appear in the source: loop bounds and allocation shapes come from `S` (the shape of
 every var, one row per var), reduction sizes are products of `S` entries, and Python number
@@ -177,6 +185,9 @@ class SegmentWriter:
         self.kernels = kernels
         self.inputs = inputs
         self.outputs = outputs
+        # arrays the loops write are allocated by the caller (numpy's allocator, and reused
+        # between calls when nothing holds them) and passed in
+        self.buffers = [v for k in kernels if k.kind == "loop" for v in k.materialize]
         self.decorator = decorator
         self.w = SourceWriter()
         self.literal_defs: list[str] = []
@@ -203,7 +214,8 @@ class SegmentWriter:
         w.line("from numba import njit, prange")
         w.line("")
         w.line("")
-        params = [self._param(v) for v in self.inputs] + ["S", "LF", "LI"]
+        params = [self._param(v) for v in self.inputs]
+        params += [self.n.array(v) for v in self.buffers] + ["S", "LF", "LI"]
         w.line(self.decorator)
         with w.block(f"def segment({', '.join(params)}):"):
             if self.literal_defs:
@@ -273,9 +285,6 @@ class SegmentWriter:
         for e in k.prologue:
             self._assign_scalar(e, space, False)
             self.kind[id(e.out)] = "scalar"
-        bounds = ", ".join(f"n{d}" for d in range(rank))
-        for v in k.materialize:
-            w.line(f"{n.array(v)} = np.empty(({bounds},), dtype={_cast(v)})")
         # accumulators: float sums accumulate in float64, integer ones in int64
         race = False
         for e in k.reductions:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,13 +48,48 @@ class InterpreterExecutable:
         )
 
 
+class BufferPool:
+    """Output arrays for compiled loops, reused between calls once nothing else holds them.
+
+    A fresh large array costs page faults on first touch (more than the loop itself for a
+    memory-bound kernel). An array handed out earlier is reused when its reference count says
+    that only this pool holds it: the caller dropped the result, or it was a temporary. A
+    result the user keeps (a Tensor, a numpy array, a view of it) holds a reference and is
+    never reused."""
+
+    def __init__(self, per_shape: int = 4) -> None:
+        self._arrays: dict[tuple, list[np.ndarray]] = {}
+        self._per_shape = per_shape
+        self._lock = threading.Lock()
+
+    def take(self, shape: tuple, dtype: np.dtype) -> np.ndarray:
+        key = (shape, dtype)
+        with self._lock:
+            arrays = self._arrays.setdefault(key, [])
+            for a in arrays:
+                # held by: the list, this loop's variable, getrefcount's argument
+                if sys.getrefcount(a) == 3:
+                    return a
+            a = np.empty(shape, dtype)
+            if len(arrays) < self._per_shape:
+                arrays.append(a)
+            return a
+
+
 class _Segment:
     def __init__(
-        self, kernels: list, inputs: list[Var], outputs: list[Var], source: str, fn: Any
+        self,
+        kernels: list,
+        inputs: list[Var],
+        outputs: list[Var],
+        source: str,
+        fn: Any,
+        buffers: list[Var],
     ) -> None:
         self.kernels = kernels
         self.inputs = inputs
         self.outputs = outputs
+        self.buffers = buffers
         self.source = source
         self.fn = fn
         self.first_call_done = False
@@ -67,6 +103,7 @@ class NumbaExecutable:
     def __init__(self, tape: Any, parallel: bool, stats: dict) -> None:
         self.tape = tape
         self.stats = stats
+        self.pool = BufferPool()
         self.kernels = partition(tape)
         naming = Naming(tape)
         self.naming = naming
@@ -105,7 +142,14 @@ class NumbaExecutable:
             writer = SegmentWriter(naming, g, list(inputs.values()), outputs, decorator(g))
             source = writer.source()
             self.steps.append(
-                _Segment(g, list(inputs.values()), outputs, source, compile_cache.load(source))
+                _Segment(
+                    g,
+                    list(inputs.values()),
+                    outputs,
+                    source,
+                    compile_cache.load(source),
+                    writer.buffers,
+                )
             )
         self.S = naming.shape_table()
         self.LF = np.asarray(naming.floats, dtype=np.float64)
@@ -165,6 +209,8 @@ class NumbaExecutable:
             else:
                 # one layout (C) for every call, so Numba compiles one specialization
                 params.append(np.ascontiguousarray(a, dtype=v.dtype))
+        for v in seg.buffers:
+            params.append(self.pool.take(v.shape, v.dtype))
         result = seg.fn(*params, self.S, self.LF, self.LI)
         if not seg.first_call_done:
             seg.first_call_done = True
