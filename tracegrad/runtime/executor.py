@@ -90,6 +90,10 @@ class _Segment:
         self.inputs = inputs
         self.outputs = outputs
         self.buffers = buffers
+        # what a call does, precomputed: (env key, passed as a scalar?, dtype) per argument
+        self.plan = [(id(v), v.ndim == 0, v.dtype) for v in inputs]
+        self.buffer_plan = [(v.shape, v.dtype) for v in buffers]
+        self.out_plan = [(id(v), v.ndim == 0, v.dtype) for v in outputs]
         self.source = source
         self.fn = fn
         self.first_call_done = False
@@ -151,6 +155,13 @@ class NumbaExecutable:
                     writer.buffers,
                 )
             )
+        self._arg_ids = [id(v) for v in tape.args]
+        self._captured_ids = [id(v) for v in tape.captured]
+        fresh = self._fresh_vars()
+        self._out_may_alias = [isinstance(x, Var) and id(x) not in fresh for x in tape.outputs]
+        self._write_may_alias = [
+            isinstance(w.value, Var) and id(w.value) not in fresh for w in tape.writes
+        ]
         self.S = naming.shape_table()
         self.LF = np.asarray(naming.floats, dtype=np.float64)
         self.LI = np.asarray(naming.ints, dtype=np.int64)
@@ -176,47 +187,67 @@ class NumbaExecutable:
 
     def __call__(self, args: Sequence[np.ndarray], captured: Sequence[np.ndarray]) -> tuple:
         env: dict[int, Any] = dict(self.consts)
-        for v, a in zip(self.tape.args, args):
-            env[id(v)] = a
-        for v, a in zip(self.tape.captured, captured):
-            env[id(v)] = a
+        for key, a in zip(self._arg_ids, args):
+            env[key] = a
+        for key, a in zip(self._captured_ids, captured):
+            env[key] = a
         for step in self.steps:
-            if isinstance(step, _Segment):
+            if type(step) is _Segment:
                 self._run_segment(step, env)
             else:
                 e = step.eqn
                 vals = [env[id(x)] if isinstance(x, Var) else x for x in e.inputs]
-                out = e.op.forward(*vals, **e.params)
-                out = np.asarray(out)
+                out = np.asarray(e.op.forward(*vals, **e.params))
                 if out.dtype != e.out.dtype:
                     out = out.astype(e.out.dtype)
                 env[id(e.out)] = out
-        outputs = tuple(
-            np.asarray(env[id(x)]) if isinstance(x, Var) else np.asarray(x)
-            for x in self.tape.outputs
-        )
-        writes = tuple(
-            None if w.value is None else np.asarray(env[id(w.value)]) for w in self.tape.writes
-        )
-        return _owned_results(outputs, writes, [*args, *captured])
+        inputs = None
+        outputs = []
+        for x, check in zip(self.tape.outputs, self._out_may_alias):
+            value = np.asarray(env[id(x)]) if isinstance(x, Var) else np.asarray(x)
+            if check:
+                inputs = inputs if inputs is not None else [*args, *captured]
+                value = _owned(value, inputs)
+            outputs.append(value)
+        writes = []
+        for w, check in zip(self.tape.writes, self._write_may_alias):
+            if w.value is None:
+                writes.append(None)
+                continue
+            value = np.asarray(env[id(w.value)])
+            if check:
+                inputs = inputs if inputs is not None else [*args, *captured]
+                value = _owned(value, inputs)
+            writes.append(value)
+        return tuple(outputs), tuple(writes)
+
+    def _fresh_vars(self) -> set[int]:
+        """Vars whose arrays are new at every call (loop results and matmul products): they
+        cannot alias an input, so results need no aliasing check."""
+        fresh = set()
+        for k in self.kernels:
+            if k.kind == "loop" or (k.kind == "call" and k.eqn.op.name == "matmul"):
+                fresh.update(id(e.out) for e in k.eqns)
+        return fresh
 
     def _run_segment(self, seg: _Segment, env: dict) -> None:
         params = []
-        for v in seg.inputs:
-            a = env[id(v)]
-            if v.ndim == 0:
-                params.append(np.asarray(a, dtype=v.dtype)[()])
+        for key, is_scalar, dtype in seg.plan:
+            a = env[key]
+            if is_scalar:
+                params.append(np.asarray(a, dtype=dtype)[()])
             else:
                 # one layout (C) for every call, so Numba compiles one specialization
-                params.append(np.ascontiguousarray(a, dtype=v.dtype))
-        for v in seg.buffers:
-            params.append(self.pool.take(v.shape, v.dtype))
+                params.append(np.ascontiguousarray(a, dtype=dtype))
+        take = self.pool.take
+        for shape, dtype in seg.buffer_plan:
+            params.append(take(shape, dtype))
         result = seg.fn(*params, self.S, self.LF, self.LI)
         if not seg.first_call_done:
             seg.first_call_done = True
             self._count_first_call(seg.fn)
-        for v, r in zip(seg.outputs, result):
-            env[id(v)] = np.asarray(r, dtype=v.dtype) if v.ndim == 0 else r
+        for (key, is_scalar, dtype), r in zip(seg.out_plan, result):
+            env[key] = np.asarray(r, dtype=dtype) if is_scalar else r
 
     def _count_first_call(self, fn: Any) -> None:
         # the dispatcher compiled now, or loaded machine code from Numba's disk cache

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd.grad_mode import is_grad_enabled
+from ..autograd.grad_mode import state as _grad_mode
 from ..autograd.pytree import flatten, unflatten
 from ..ops.core import is_scalar
 from ..tape import check
@@ -151,6 +152,7 @@ class JitFunction:
             "eager_calls": 0,
         }
         self._cache: dict[Any, list[Entry]] = {}
+        self._fast: dict[Any, Entry] = {}
         self._lock = threading.RLock()
         self._warned_eager = False
         functools.update_wrapper(self, fn)
@@ -205,6 +207,26 @@ class JitFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if tracing.tracer is not None:
             return self.fn(*args, **kwargs)  # inside another trace: trace through (inline)
+        # fast path: positional tensors that need no gradient, nothing static. The key is their
+        # shapes and dtypes and grad mode, the same facts the full key records for them
+        fast_key = None
+        if not kwargs and not self.static_argnums:
+            sig = []
+            for a in args:
+                if type(a) is not Tensor or a._requires_grad or type(a._data) is not np.ndarray:
+                    break
+                sig.append(a._data.shape)
+                sig.append(a._data.dtype)
+            else:
+                fast_key = (tuple(sig), _grad_mode.enabled)
+                entry = self._fast.get(fast_key)
+                if (
+                    entry is not None
+                    and not entry.eager
+                    and (not entry.guards or entry.guard_failure() is None)
+                ):
+                    self.stats["memory_hits"] += 1
+                    return entry.run([a._data for a in args])
         leaves, dynamic, key = self._split(args, kwargs)
         if is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in dynamic):
             # gradients must flow back through this call to the caller's graph (tg.grad(jit(f)),
@@ -218,6 +240,8 @@ class JitFunction:
                 entry = self._build(args, kwargs, key)
             else:
                 self.stats["memory_hits"] += 1
+        if fast_key is not None:
+            self._fast[fast_key] = entry
         if entry.eager:
             self.stats["eager_calls"] += 1
             return self.fn(*args, **kwargs)
@@ -313,6 +337,7 @@ class JitFunction:
         """Forget every trace (e.g. after replacing a captured tensor by another object)."""
         with self._lock:
             self._cache.clear()
+            self._fast.clear()
 
 
 class _StaticBox:
