@@ -482,6 +482,13 @@ CASES: dict[str, Case] = {
     # reductions
     "sum": reduce_case("sum", np.sum),
     "mean": reduce_case("mean", np.mean, nonempty=True),
+    "logsumexp": reduce_case(
+        "logsumexp",
+        lambda x, axis, keepdims: (
+            x if axis == () else scipy.special.logsumexp(x, axis=axis, keepdims=keepdims)
+        ),
+        nonempty=True,
+    ),
     "amax": reduce_case("amax", np.max, ties=False, nonempty=True),
     "amin": reduce_case("amin", np.min, ties=False, nonempty=True),
     "prod": Case(_prod_draw, lambda x, *, dims, keepdim: np.prod(x, axis=dims, keepdims=keepdim)),

@@ -308,31 +308,17 @@ def std(
 
 
 def logsumexp(input: Any, dim: Any, keepdim: bool = False) -> Tensor:  # noqa: A002
-    """log(sum(exp(x))) over dim, computed stably by shifting by the (constant) max."""
+    """log(sum(exp(x))) over dim, computed stably (the running maximum is subtracted)."""
     x = _as_tensor(input)
-    dims = normalize_dims("logsumexp", dim, x.ndim)
-    m = (
-        ops.amax(x.detach(), dims=dims, keepdim=True)
-        if x.numel()
-        else ops.sum(x.detach(), dims=dims, keepdim=True)
-    )
-    m = ops.where(ops.isfinite(m), m, 0.0)  # all -inf slices: shift by 0, result -inf
-    shifted = ops.exp(ops.sub(x, m))
-    out = ops.add(ops.log(ops.sum(shifted, dims=dims, keepdim=True)), m)
-    if not keepdim:
-        out = ops.reshape(out, shape=ops.reduce.reduced_shape(x.shape, dims, False))
-    return out
+    return ops.logsumexp(x, dims=normalize_dims("logsumexp", dim, x.ndim), keepdim=keepdim)
 
 
 def softmax(input: Any, dim: int, dtype: Any = None) -> Tensor:  # noqa: A002
-    """exp(x) / sum(exp(x)) along dim. The max is subtracted first (a constant shift, so the
-    gradient is unchanged) to keep exp from overflowing."""
+    """exp(x - logsumexp(x)) along dim: never overflows, and compiles to two passes over x."""
     x = _as_tensor(input)
     if dtype is not None:
         x = x.astype(dtype)
-    dims = normalize_dims("softmax", dim, x.ndim)
-    e = ops.exp(ops.sub(x, ops.amax(x.detach(), dims=dims, keepdim=True)))
-    return ops.div(e, ops.sum(e, dims=dims, keepdim=True))
+    return ops.exp(log_softmax(x, dim))
 
 
 def log_softmax(input: Any, dim: int, dtype: Any = None) -> Tensor:  # noqa: A002
@@ -340,7 +326,8 @@ def log_softmax(input: Any, dim: int, dtype: Any = None) -> Tensor:  # noqa: A00
     x = _as_tensor(input)
     if dtype is not None:
         x = x.astype(dtype)
-    return ops.sub(x, logsumexp(x, dim, keepdim=True))
+    dims = normalize_dims("log_softmax", dim, x.ndim)
+    return ops.sub(x, ops.logsumexp(x, dims=dims, keepdim=True))
 
 
 def all(input: Any, dim: Any = None, keepdim: bool = False) -> Tensor:  # noqa: A001,A002

@@ -49,9 +49,29 @@ def test_reduction_ends_the_loop_for_its_consumers():
     f = tg.jit(lambda x: x.softmax(1), parallel=False)
     kernels = partition(f.tape(tg.randn(4, 6)))
     loops = [k for k in kernels if k.kind == "loop"]
-    # max over rows, exp and its row sum, then the division: the consumers of each reduced
-    # value run in a later loop
-    assert [len(k.reductions) for k in loops if k.space == (4, 6)] == [1, 1, 0]
+    # softmax = exp(x - logsumexp(x)): the one-pass logsumexp, then the loop that needs it
+    assert [(k.space, len(k.reductions), len(k.body)) for k in loops] == [
+        ((4, 6), 1, 0),
+        ((4, 6), 0, 2),
+    ]
+
+
+def test_softmax_cross_entropy_value_and_gradient_is_three_passes():
+    batch, classes = 16, 10
+    logits = tg.randn(batch, classes)
+    onehot = tg.tensor(np.eye(classes)[np.arange(batch) % classes], dtype=tg.float32)
+
+    def cross_entropy(x):
+        return -(x.log_softmax(1) * onehot).sum(1).mean()
+
+    f = tg.jit(tg.value_and_grad(cross_entropy), parallel=False)
+    kernels = partition(f.tape(logits))
+    passes = [k for k in kernels if k.kind == "loop" and k.space == (batch, classes)]
+    assert len(passes) <= 3
+    value, grad = f(logits)
+    eager_value, eager_grad = tg.value_and_grad(cross_entropy)(logits)
+    np.testing.assert_allclose(value.item(), eager_value.item(), rtol=1e-5)
+    np.testing.assert_allclose(grad.numpy(), eager_grad.numpy(), rtol=1e-5, atol=1e-7)
 
 
 def test_ops_without_lowering_are_python_steps():

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ops.core import short_dtype
+from ..ops.core import result_type, short_dtype
 from ..tape.ir import Var
 from ..tape.printer import _names, format_param
 from .source import SourceWriter
@@ -260,10 +260,10 @@ class SegmentWriter:
 
     def _assign_scalar(self, e: Any, space: tuple, in_loop: bool) -> None:
         # literals take the dtype of the tensor operands (Python numbers are weakly typed)
-        var_dtypes = [x.dtype for x in e.inputs if isinstance(x, Var)]
-        ctx = var_dtypes[0] if var_dtypes else e.out.dtype
-        if e.op.name == "where":
-            ctx = next((x.dtype for x in e.inputs[1:] if isinstance(x, Var)), e.out.dtype)
+        # (the dtype the op computes in: PyTorch's promotion of its operands; a condition does
+        # not take part)
+        operands = e.inputs[1:] if e.op.name == "where" else e.inputs
+        ctx = result_type(*operands) if operands else e.out.dtype
         ops = [self._operand(x, space, in_loop, ctx) for x in e.inputs]
         self.w.comment(eqn_comment(self.n, e, ops))
         expr = scalar_expr(e, ops, self.n.literal)
@@ -290,14 +290,21 @@ class SegmentWriter:
         for e in k.reductions:
             acc = "acc_" + n.array(e.out)
             kind = "f" if e.inputs[0].dtype.kind == "f" else "i"
-            init = _acc_init(e.op.name, kind)
-            if e.out.ndim == 0:
-                w.line(f"{acc} = {init}")
-            else:
-                shape = ", ".join(n.dims(e.out))
-                dtype = "np.float64" if kind == "f" else "np.int64"
-                w.line(f"{acc} = np.full(({shape},), {init}, dtype={dtype})")
+            # logsumexp keeps two accumulators: the running max and the rescaled sum
+            accs = [("acc_m_" + n.array(e.out), "-np.inf"), ("acc_s_" + n.array(e.out), "0.0")]
+            if e.op.name != "logsumexp":
+                accs = [(acc, _acc_init(e.op.name, kind))]
+            for name, init in accs:
+                if e.out.ndim == 0:
+                    w.line(f"{name} = {init}")
+                else:
+                    shape = ", ".join(n.dims(e.out))
+                    dtype = "np.float64" if kind == "f" else "np.int64"
+                    w.line(f"{name} = np.full(({shape},), {init}, dtype={dtype})")
+            if e.out.ndim:
                 race |= 0 in e.params["dims"]
+            elif e.op.name == "logsumexp":
+                race = True  # a pair of scalars is no reduction Numba can split across threads
         if rank:
             # the outer loop runs in parallel unless a partial reduction over dim 0 would make
             # threads write the same accumulator element
@@ -344,6 +351,9 @@ class SegmentWriter:
                 acc = f"{acc}[{', '.join(parts)}]"
             w.comment(eqn_comment(n, e) + "  (accumulate)")
             name = e.op.name
+            if name == "logsumexp":
+                self._logsumexp_update(e, acc[len("acc_") :], x)
+                continue
             if name in ("sum", "mean"):
                 w.line(f"{acc} += {x}")
             elif name == "prod":
@@ -352,10 +362,29 @@ class SegmentWriter:
                 fn = "max" if name == "amax" else "min"
                 w.line(f"{acc} = {fn}({acc}, {x})")
 
+    def _logsumexp_update(self, e: Any, target: str, x: str) -> None:
+        # one pass: a larger element rescales the sum accumulated so far
+        w = self.w
+        name = self.n.array(e.out)
+        m = f"acc_m_{target}"
+        s_ = f"acc_s_{target}"
+        w.line(f"v_{name} = {x}")
+        with w.block(f"if v_{name} > {m}:"):
+            w.line(f"{s_} = {s_} * math.exp({m} - v_{name}) + 1.0")
+            w.line(f"{m} = v_{name}")
+        with w.block(f"elif v_{name} > -np.inf:"):
+            w.line(f"{s_} += math.exp(v_{name} - {m})")
+        with w.block(f"elif v_{name} != v_{name}:"):
+            w.line(f"{m} = v_{name}  # NaN propagates")
+
     def _finish_reduction(self, e: Any, space: tuple) -> None:
         n, w = self.n, self.w
         acc = "acc_" + n.array(e.out)
         value = acc
+        if e.op.name == "logsumexp":
+            name = n.array(e.out)
+            log = "math.log" if e.out.ndim == 0 else "np.log"
+            value = f"acc_m_{name} + {log}(acc_s_{name})"
         if e.op.name == "mean":
             count = " * ".join(f"n{d}" for d in e.params["dims"]) or "1"
             value = f"{acc} / ({count})"

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..tape.ir import Eqn, Tape, Var
 
-REDUCTIONS = frozenset(("sum", "mean", "amax", "amin", "prod"))
+REDUCTIONS = frozenset(("sum", "mean", "amax", "amin", "prod", "logsumexp"))
 CALLS = frozenset(("matmul", "reshape", "permute"))
 
 
@@ -100,69 +100,85 @@ class PythonStep:
 
 
 def partition(tape: Tape) -> list[Any]:
-    """The kernels of `tape`, in execution order."""
-    kernels: list[Any] = []
-    cur: LoopKernel | None = None
-    # where each var defined by the current loop lives: "body", "pro", "red", "epi"
-    role: dict[int, str] = {}
+    """The kernels of `tape`, in execution order.
 
-    def ready_before(x: Any) -> bool:
-        # a literal, or a value made before the current loop started
-        return not isinstance(x, Var) or id(x) not in role
+    Each equation goes to the *earliest* kernel where it is legal, not only to the last one:
+    so the backward of a loss whose forward reads the logits in a loop fuses into that same
+    loop when it only needs values ready before it (rule 1, side by side)."""
+    kernels: list[Any] = []
+    # where each var is made: (kernel index, role); tape inputs and constants are at -1
+    where: dict[int, tuple[int, str]] = {}
+
+    def place(x: Any) -> tuple[int, str]:
+        return where.get(id(x), (-1, "ready")) if isinstance(x, Var) else (-1, "ready")
+
+    def legal_in(k_index: int, ins: list, roles: tuple) -> bool:
+        # every input made before kernel k_index, or inside it in one of `roles`
+        for x in ins:
+            i, role = place(x)
+            if i > k_index or (i == k_index and role not in roles):
+                return False
+        return True
+
+    def loop(k_index: int) -> LoopKernel:
+        return kernels[k_index]
+
+    def new_loop(space: tuple) -> int:
+        kernels.append(LoopKernel(space=space))
+        return len(kernels) - 1
+
+    def first_legal(space: tuple, ins: list, roles: tuple) -> int | None:
+        # kernels after the last call or Python step that an input comes from are candidates
+        for i, k in enumerate(kernels):
+            if k.kind == "loop" and k.space == space and legal_in(i, ins, roles):
+                return i
+        return None
 
     for e in tape.eqns:
-        var_ins = [x for x in e.inputs if isinstance(x, Var)]
+        ins = [x for x in e.inputs if isinstance(x, Var)]
         if e.op.name == "const":
             continue  # constants are inputs of the executable, computed once
         if is_elementwise(e) and e.out.ndim == 0:
-            # rule 3: a 0-d equation goes into the prologue when its inputs are ready before
-            # the loop, else into the epilogue (it needs a reduced value: rule 2)
-            if cur is not None and all(ready_before(x) or role[id(x)] == "pro" for x in var_ins):
-                cur.prologue.append(e)
-                role[id(e.out)] = "pro"
-                continue
-            if cur is not None and all(
-                ready_before(x) or role[id(x)] in ("pro", "red", "epi") for x in var_ins
-            ):
-                cur.epilogue.append(e)
-                role[id(e.out)] = "epi"
-                continue
-            cur, role = LoopKernel(space=()), {}
-            kernels.append(cur)
-            cur.prologue.append(e)
-            role[id(e.out)] = "pro"
+            # rule 3: 0-d equations go into a prologue when their inputs are ready before that
+            # loop, or into the epilogue of the loop whose reduction they need (rule 2)
+            last = max((place(x)[0] for x in ins), default=-1)
+            after_loop = any(place(x) in ((last, "red"), (last, "epi")) for x in ins)
+            target, part = None, None
+            if last >= 0 and after_loop and kernels[last].kind == "loop":
+                target, part = last, "epilogue"
+            else:
+                for i in range(max(last, 0), len(kernels)):
+                    if kernels[i].kind == "loop" and legal_in(i, ins, ("pro",)):
+                        target, part = i, "prologue"
+                        break
+            if target is None:
+                target, part = new_loop(()), "prologue"
+            getattr(loop(target), part).append(e)
+            where[id(e.out)] = (target, "pro" if part == "prologue" else "epi")
             continue
         if is_elementwise(e):
-            # rule 1: join the loop when the output has its shape and every input is ready
-            # before it, a prologue scalar, or a body value (not a reduced value: rule 2)
-            joins = (
-                cur is not None
-                and e.out.shape == cur.space
-                and all(ready_before(x) or role[id(x)] in ("pro", "body") for x in var_ins)
-            )
-            if not joins:
-                cur, role = LoopKernel(space=e.out.shape), {}
-                kernels.append(cur)
-            cur.body.append(e)
-            role[id(e.out)] = "body"
+            # rule 1: join the earliest loop over the same space whose body can read every
+            # input: made before it, or a prologue scalar or body value of it (not a value
+            # reduced in it: rule 2)
+            target = first_legal(e.out.shape, ins, ("pro", "body"))
+            if target is None:
+                target = new_loop(e.out.shape)
+            loop(target).body.append(e)
+            where[id(e.out)] = (target, "body")
             continue
         if is_reduction(e):
-            # rule 2: a reduction over the loop's space joins it as an accumulator
-            x = e.inputs[0]
-            joins = (
-                cur is not None
-                and x.shape == cur.space
-                and (ready_before(x) or role[id(x)] == "body")
-            )
-            if not joins:
-                cur, role = LoopKernel(space=x.shape), {}
-                kernels.append(cur)
-            cur.reductions.append(e)
-            role[id(e.out)] = "red"
+            # rule 2: a reduction over a loop's space joins it as an accumulator
+            target = first_legal(ins[0].shape, ins, ("body",))
+            if target is None:
+                target = new_loop(ins[0].shape)
+            loop(target).reductions.append(e)
+            where[id(e.out)] = (target, "red")
             continue
-        # rules 4 and 5: library calls and Python steps end the current loop
+        # rules 4 and 5: library calls and Python steps run between loops, after their inputs
         kernels.append(CallKernel(e) if is_call(e) else PythonStep(e))
-        cur, role = None, {}
+        where[id(e.out)] = (len(kernels) - 1, "call")
+        # later equations must not move before this kernel if they read its result: the
+        # placement above checks where each input is made, so that is already so
 
     _mark_materialized(tape, kernels)
     return kernels

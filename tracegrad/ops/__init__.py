@@ -50,7 +50,7 @@ from .elementwise import (
     zeros_like,
 )
 from .linalg import matmul
-from .reduce import amax, amin, argmax, argmin, expand_back, mean, prod, sum
+from .reduce import amax, amin, argmax, argmin, expand_back, logsumexp, mean, prod, sum
 from .shape import (
     ARRAY,
     cat,
@@ -125,6 +125,7 @@ __all__ = [
     "argmax",
     "argmin",
     "mean",
+    "logsumexp",
     "prod",
     "sum",
     "cat",

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .core import DEFAULT_INT, Aval, defop, shape_error
-from .elementwise import div, eq, logical_not, mul, quiet, sub, where
+from .elementwise import div, eq, exp, logical_not, mul, quiet, sub, where
 from .shape import expand, reshape
 
 
@@ -227,5 +227,44 @@ argmin = defop(
     "argmin",
     forward=_arg_forward(np.argmin),
     abstract=_arg_abstract("argmin"),
+    kind="reduce",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# logsumexp: log(sum(exp(x))) over dims. A primitive, not a composite of amax/exp/sum/log,
+# because one pass can compute it (the running maximum rescales the running sum), where the
+# composite reads x twice (max, then sum of exp): softmax and cross-entropy move fewer bytes.
+# The VJP is the softmax: g * exp(x - out).
+
+
+@quiet
+def _logsumexp_forward(x: np.ndarray, *, dims: tuple, keepdim: bool) -> np.ndarray:
+    m = (
+        np.max(x, axis=dims, keepdims=True)
+        if x.size
+        else np.zeros(reduced_shape(x.shape, dims, True), x.dtype)
+    )
+    m = np.where(np.isfinite(m), m, 0)
+    s = np.sum(np.exp(x - m), axis=dims, keepdims=True)
+    out = np.log(s) + m
+    if not keepdim:
+        out = out.reshape(reduced_shape(x.shape, dims, False))
+    return np.asarray(out, dtype=x.dtype)
+
+
+def _logsumexp_vjp(g: Any, out: Any, x: Any, *, dims: tuple, keepdim: bool) -> Any:
+    softmax = exp(sub(x, expand_back(out, x.shape, dims, keepdim)))
+    return mul(expand_back(g, x.shape, dims, keepdim), softmax)
+
+
+logsumexp = defop(
+    "logsumexp",
+    forward=_logsumexp_forward,
+    abstract=_reduce_abstract("logsumexp", _float_only("logsumexp")),
+    out_dtype=lambda x, *, dims, keepdim: _float_only("logsumexp")(x.dtype),
+    vjp=(_logsumexp_vjp,),
+    saves=(0,),
+    saves_out=True,
     kind="reduce",
 )

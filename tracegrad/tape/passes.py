@@ -107,6 +107,7 @@ def simplify(tape: Tape) -> Tape:
     subst: dict[int, Any] = {}
     defs: dict[int, Eqn] = {}
     consts: dict[int, np.ndarray] = {}
+    scalars: dict[int, Var] = {}  # var -> the 0-d var it is a broadcast of
     kept: list[Eqn] = []
 
     def s(x: Any) -> Any:
@@ -152,7 +153,14 @@ def simplify(tape: Tape) -> Tape:
         if alias is not None:
             subst[id(e.out)] = alias
             continue
-        new = Eqn(e.op, ins, e.out, e.params)
+        op, params = e.op, e.params
+        if name in ("expand", "reshape") and isinstance(ins[0], Var) and id(ins[0]) in scalars:
+            # a broadcast scalar reshaped or broadcast again is that scalar broadcast once:
+            # no reshape between loops, and the consumers fuse with their neighbours
+            op, ins, params = ops.expand, (scalars[id(ins[0])],), {"shape": e.out.shape}
+        new = Eqn(op, ins, e.out, params)
+        if op is ops.expand and isinstance(ins[0], Var) and ins[0].ndim == 0:
+            scalars[id(e.out)] = ins[0]
         defs[id(e.out)] = new
         kept.append(new)
     return dce(_rebuild(tape, kept, subst))

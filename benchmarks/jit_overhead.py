@@ -1,0 +1,72 @@
+"""Fixed costs of tg.jit: the per-call overhead of a cached function on a 2x3 input, the first
+call of a new graph (trace + generate + compile), and the first call in a new process when the
+disk cache is warm (trace + load machine code).
+
+Run: python -m benchmarks.jit_overhead
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import tracegrad as tg
+
+FIRST_CALL = textwrap.dedent(
+    """
+    import time
+    t0 = time.perf_counter()
+    import tracegrad as tg
+    t1 = time.perf_counter()
+    f = tg.jit(tg.value_and_grad(lambda x: ((2 * x + 1) ** 2).mean()))
+    f(tg.ones(1000, 1000))
+    t2 = time.perf_counter()
+    print(t1 - t0, t2 - t1, f.stats["compiles"], f.stats["disk_hits"])
+    """
+)
+
+
+def per_call_us(repeats: int = 20000) -> float:
+    f = tg.jit(tg.value_and_grad(lambda x: ((2 * x + 1) ** 2).mean()))
+    x = tg.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    f(x)
+    samples = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        for _ in range(repeats // 20):
+            f(x)
+        samples.append((time.perf_counter() - t0) / (repeats // 20))
+    return statistics.median(samples) * 1e6
+
+
+def first_calls() -> list[tuple[float, float, int, int]]:
+    cache = tempfile.mkdtemp(prefix="tracegrad-bench-")
+    env = dict(os.environ, TRACEGRAD_CACHE_DIR=cache)
+    env.pop("TRACEGRAD_DISABLE_DISK_CACHE", None)
+    runs = []
+    for _ in range(2):  # cold disk cache, then warm
+        out = subprocess.run(
+            [sys.executable, "-c", FIRST_CALL], env=env, capture_output=True, text=True, check=True
+        ).stdout.split()
+        runs.append((float(out[0]), float(out[1]), int(out[2]), int(out[3])))
+    return runs
+
+
+def main() -> None:
+    us = per_call_us()
+    print(f"per call, cached value_and_grad on a 2x3 input: {us:.1f} us")
+    (imp0, cold, c0, h0), (imp1, warm, c1, h1) = first_calls()
+    print(f"first call, new graph, cold disk cache: {cold:.2f} s ({c0} compiled, {h0} loaded)")
+    print(
+        f"first call, new process, warm disk cache: {warm:.3f} s ({c1} compiled, {h1} loaded)"
+        f"; import tracegrad: {imp1:.2f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
