@@ -68,8 +68,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     np.testing.assert_allclose(value.item(), ref_value, rtol=1e-5)
     np.testing.assert_allclose(grad.numpy(), ref_grad, rtol=1e-4, atol=1e-8)
     med = measure(fns, args.repeats)
-    print(f"softmax cross-entropy value and gradient, {b} x {c} float32, median of "
-          f"{args.repeats} interleaved repeats")
+    print(
+        f"softmax cross-entropy value and gradient, {b} x {c} float32, median of "
+        f"{args.repeats} interleaved repeats"
+    )
     for name, ms in med.items():
         print(f"  {name:16s} {ms:9.2f} ms")
     if "pytorch eager" in med:

@@ -57,12 +57,16 @@ class BufferPool:
     result the user keeps (a Tensor, a numpy array, a view of it) holds a reference and is
     never reused."""
 
+    SMALL = 1 << 16
+
     def __init__(self, per_shape: int = 4) -> None:
         self._arrays: dict[tuple, list[np.ndarray]] = {}
         self._per_shape = per_shape
         self._lock = threading.Lock()
 
     def take(self, shape: tuple, dtype: np.dtype) -> np.ndarray:
+        if _nbytes(shape, dtype) < self.SMALL:
+            return np.empty(shape, dtype)  # small: no page faults worth avoiding
         key = (shape, dtype)
         with self._lock:
             arrays = self._arrays.setdefault(key, [])
@@ -74,6 +78,13 @@ class BufferPool:
             if len(arrays) < self._per_shape:
                 arrays.append(a)
             return a
+
+
+def _nbytes(shape: tuple, dtype: np.dtype) -> int:
+    n = dtype.itemsize
+    for s in shape:
+        n *= s
+    return n
 
 
 class _Segment:
@@ -111,7 +122,11 @@ class NumbaExecutable:
         self.kernels = partition(tape)
         naming = Naming(tape)
         self.naming = naming
-        self.consts = {id(e.out): e.params["value"] for e in tape.eqns if e.op.name == "const"}
+        self.consts = {
+            id(e.out): (e.params["value"][()] if e.params["value"].ndim == 0 else e.params["value"])
+            for e in tape.eqns
+            if e.op.name == "const"
+        }
         cache = "True" if compile_cache.disk_enabled() else "False"
 
         def decorator(kernels: list) -> str:
@@ -204,7 +219,7 @@ class NumbaExecutable:
         inputs = None
         outputs = []
         for x, check in zip(self.tape.outputs, self._out_may_alias):
-            value = np.asarray(env[id(x)]) if isinstance(x, Var) else np.asarray(x)
+            value = np.asarray(env[id(x)], dtype=x.dtype) if isinstance(x, Var) else np.asarray(x)
             if check:
                 inputs = inputs if inputs is not None else [*args, *captured]
                 value = _owned(value, inputs)
@@ -214,7 +229,7 @@ class NumbaExecutable:
             if w.value is None:
                 writes.append(None)
                 continue
-            value = np.asarray(env[id(w.value)])
+            value = np.asarray(env[id(w.value)], dtype=w.value.dtype)
             if check:
                 inputs = inputs if inputs is not None else [*args, *captured]
                 value = _owned(value, inputs)
@@ -235,7 +250,9 @@ class NumbaExecutable:
         for key, is_scalar, dtype in seg.plan:
             a = env[key]
             if is_scalar:
-                params.append(np.asarray(a, dtype=dtype)[()])
+                params.append(a if type(a) is dtype.type else np.asarray(a, dtype=dtype)[()])
+            elif type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous:
+                params.append(a)
             else:
                 # one layout (C) for every call, so Numba compiles one specialization
                 params.append(np.ascontiguousarray(a, dtype=dtype))
@@ -247,7 +264,8 @@ class NumbaExecutable:
             seg.first_call_done = True
             self._count_first_call(seg.fn)
         for (key, is_scalar, dtype), r in zip(seg.out_plan, result):
-            env[key] = np.asarray(r, dtype=dtype) if is_scalar else r
+            # Numba returns 0-d results as Python numbers: give them back their dtype
+            env[key] = dtype.type(r) if is_scalar else r
 
     def _count_first_call(self, fn: Any) -> None:
         # the dispatcher compiled now, or loaded machine code from Numba's disk cache

@@ -67,6 +67,10 @@ class Entry:
         self.executable = executable
         self.eager = eager
         self.guards = tracer.guards()
+        # a tuple of tensors (value_and_grad's result): no tree to rebuild
+        self.flat_tuple = out_tree.kind == "tuple" and all(
+            c.kind == "leaf" for c in out_tree.children
+        )
         self.captured = [g[1] for g in self.guards if g[0] == "captured"]
 
     def guard_failure(self) -> str | None:
@@ -89,14 +93,14 @@ class Entry:
         return None
 
     def run(self, leaves: list) -> Any:
-        args = [leaf for leaf in leaves]
-        captured = []
-        for ref in self.captured:
-            captured.append(ref()._data)
-        outputs, writes = self.executable(args, captured)
-        for w, value in zip(self.tape.writes, writes):
-            _write_back(w, value)
-        out = [Tensor._wrap(o) if isinstance(o, np.ndarray) else o for o in outputs]
+        captured = [ref()._data for ref in self.captured]
+        outputs, writes = self.executable(leaves, captured)
+        if writes:
+            for w, value in zip(self.tape.writes, writes):
+                _write_back(w, value)
+        out = [Tensor._wrap(o) if type(o) is np.ndarray else o for o in outputs]
+        if self.flat_tuple:
+            return tuple(out)
         return unflatten(self.out_tree, out)
 
 
