@@ -43,6 +43,7 @@ import numpy as np
 from ..ops.core import result_type, short_dtype
 from ..tape.ir import Var
 from ..tape.printer import _names, format_param
+from .numba_helpers import HELPERS_VERSION
 from .source import SourceWriter
 
 _RESERVED = {"np", "math", "prange", "njit", "S", "LF", "LI", "acc", "n0", "n1", "n2", "n3"}
@@ -113,6 +114,14 @@ _POW_BY = {
 }
 
 
+# float32 ops built on exp use the vectorizable exp_f32 (numba_helpers.py), not libm's expf
+_F32_FAST = {
+    "exp": "exp_f32({0})",
+    "sigmoid": "(np.float32(1.0) / (np.float32(1.0) + exp_f32(-{0})))",
+    "silu": "({0} / (np.float32(1.0) + exp_f32(-{0})))",
+}
+
+
 def scalar_expr(e: Any, operands: list[str], literal: Any) -> str:
     """The op's scalar template with its operands filled in (number parameters, such as
     clamp's bounds, become literal slots too)."""
@@ -135,6 +144,8 @@ def scalar_expr(e: Any, operands: list[str], literal: Any) -> str:
         )
     if name == "expand":
         return operands[0]
+    if e.out.dtype == np.float32 and name in _F32_FAST:
+        return _F32_FAST[name].format(*operands)
     return e.op.lower.format(*operands)
 
 
@@ -212,6 +223,8 @@ class SegmentWriter:
         w.line("")
         w.line("import numpy as np")
         w.line("from numba import njit, prange")
+        w.line("")
+        w.line(f"from tracegrad.codegen.numba_helpers import exp_f32  # helpers v{HELPERS_VERSION}")
         w.line("")
         w.line("")
         params = [self._param(v) for v in self.inputs]
