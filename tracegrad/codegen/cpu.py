@@ -3,7 +3,7 @@
 One compiled *segment* (a run of loop kernels and library calls) becomes one `@njit` function.
 For the value and gradient of `mean((2x+1)**2)` the whole tape is one segment with one loop::
 
-    @njit(parallel=True, fastmath=False, error_model="numpy", cache=True)
+    @njit(parallel=True, fastmath={'reassoc', 'contract'}, error_model="numpy", cache=True)
     def segment(f_, a, k, S, LF, LI):
         # literals, in the dtype they are used in
         LF0 = np.float32(LF[0])
@@ -335,33 +335,102 @@ class SegmentWriter:
             if id(e.out) in {id(v) for v in k.materialize}:
                 self.kind[id(e.out)] = "array"
 
-    def _nest(self, headers: list[str], k: Any, space: tuple) -> None:
+    def _row_reductions(self, k: Any, depth: int, rank: int) -> list:
+        """Reductions over exactly the loops inside `depth` (a row sum, a row max): they
+        accumulate in a local variable, kept in a register, and are stored once per row."""
+        if depth == 0:
+            return []
+        inner = tuple(range(depth, rank))
+        return [
+            e
+            for e in k.reductions
+            if e.out.ndim and tuple(e.params["dims"]) == inner and e.op.name != "logsumexp"
+        ]
+
+    def _acc_index(self, e: Any, space: tuple) -> str:
+        dims, keep = e.params["dims"], e.params["keepdim"]
+        parts = []
+        for d in range(len(space)):
+            if d in dims:
+                if keep:
+                    parts.append("0")
+            else:
+                parts.append(f"i{d}")
+        return ", ".join(parts)
+
+    def _row_logsumexps(self, k: Any, depth: int, rank: int) -> list:
+        """logsumexp over the innermost dim of an array that is ready before the loop: computed
+        per row in two short inner loops (the row's max, then the sum of exp(x - max)). The
+        second read of the row hits the cache, and both loops vectorize, unlike the one-pass
+        running update."""
+        if depth != rank - 1 or depth == 0:
+            return []
+        return [
+            e
+            for e in k.reductions
+            if e.op.name == "logsumexp"
+            and tuple(e.params["dims"]) == (rank - 1,)
+            and self.kind.get(id(e.inputs[0])) == "array"
+        ]
+
+    def _nest(self, headers: list[str], k: Any, space: tuple, depth: int = 0) -> None:
         if headers:
-            with self.w.block(headers[0]):
-                self._nest(headers[1:], k, space)
+            w = self.w
+            rows = self._row_reductions(k, depth, len(space))
+            for e in rows:
+                kind = "f" if e.inputs[0].dtype.kind == "f" else "i"
+                w.line(f"row_{self.n.array(e.out)} = {_acc_init(e.op.name, kind)}")
+            lses = self._row_logsumexps(k, depth, len(space))
+            for e in lses:
+                name = self.n.array(e.out)
+                x = self._operand(e.inputs[0], space, True)
+                f32 = e.inputs[0].dtype == np.float32
+                w.comment(eqn_comment(self.n, e) + "  (row max, then row sum of exp)")
+                w.line(f"rowmax_{name} = -np.inf")
+                with w.block(headers[0]):
+                    w.line(f"rowmax_{name} = max(rowmax_{name}, {x})")
+                w.line(f"shift_{name} = rowmax_{name} if abs(rowmax_{name}) < np.inf else 0.0")
+                if f32:
+                    w.line(f"shift32_{name} = np.float32(shift_{name})")
+                w.line(f"rowsum_{name} = 0.0")
+                with w.block(headers[0]):
+                    if f32:
+                        w.line(f"rowsum_{name} += exp_f32(np.float32({x} - shift32_{name}))")
+                    else:
+                        w.line(f"rowsum_{name} += math.exp({x} - shift_{name})")
+                idx = self._acc_index(e, space)
+                w.line(f"acc_m_{name}[{idx}] = shift_{name}")
+                w.line(f"acc_s_{name}[{idx}] = rowsum_{name}")
+            self._skip = getattr(self, "_skip", set()) | {id(e) for e in lses}
+            with w.block(headers[0]):
+                self._nest(headers[1:], k, space, depth + 1)
+            for e in rows:
+                name = self.n.array(e.out)
+                w.line(f"acc_{name}[{self._acc_index(e, space)}] = row_{name}")
             return
         n, w = self.n, self.w
         materialized = {id(v) for v in k.materialize}
         idx = ", ".join(f"i{d}" for d in range(len(space)))
+        skip = getattr(self, "_skip", set())
+        if not k.body and all(id(e) in skip for e in k.reductions):
+            w.line("pass  # everything in this loop was done per row above")
+            return
         for e in k.body:
             self._assign_scalar(e, space, True)
             self.kind[id(e.out)] = "loop"
             if id(e.out) in materialized:
                 w.line(f"{n.array(e.out)}[{idx}] = {n.scalar(e.out)}")
+        rows = {id(e) for d in range(1, len(space)) for e in self._row_reductions(k, d, len(space))}
         for e in k.reductions:
+            if id(e) in getattr(self, "_skip", ()):
+                continue  # a row logsumexp, done before this loop
             x = self._operand(e.inputs[0], space, True)
-            acc = "acc_" + n.array(e.out)
-            if e.out.ndim:
-                dims = e.params["dims"]
-                keep = e.params["keepdim"]
-                parts = []
-                for d in range(len(space)):
-                    if d in dims:
-                        if keep:
-                            parts.append("0")
-                    else:
-                        parts.append(f"i{d}")
-                acc = f"{acc}[{', '.join(parts)}]"
+            if id(e) in rows:
+                acc = "row_" + n.array(e.out)
+            elif e.out.ndim:
+                acc = f"acc_{n.array(e.out)}[{self._acc_index(e, space)}]"
+            else:
+                acc = "acc_" + n.array(e.out)
             w.comment(eqn_comment(n, e) + "  (accumulate)")
             name = e.op.name
             if name == "logsumexp":

@@ -132,7 +132,13 @@ class NumbaExecutable:
         def decorator(kernels: list) -> str:
             # parallel only where there is a loop to parallelize (Numba warns otherwise)
             par = parallel and any(k.kind == "loop" and k.space for k in kernels)
-            return f'@njit(parallel={par}, fastmath=False, error_model="numpy", cache={cache})'
+            # fastmath: only reassociation and contraction (FMA), which let LLVM vectorize
+            # reductions (8x for a row sum of exp); no nnan/ninf/arcp: NaN and inf keep their
+            # IEEE meaning
+            return (
+                f"@njit(parallel={par}, fastmath={{'reassoc', 'contract'}}, "
+                f'error_model="numpy", cache={cache})'
+            )
 
         # group kernels: runs of compiled kernels form one segment; Python steps sit between
         groups: list[Any] = []
