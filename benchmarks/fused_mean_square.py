@@ -23,7 +23,8 @@ from numba import njit, prange
 import tracegrad as tg
 
 
-@njit(parallel=True, fastmath=False, error_model="numpy")
+# the flags tracegrad's kernels use (reassociation lets the reduction vectorize)
+@njit(parallel=True, fastmath={"reassoc", "contract"}, error_model="numpy")
 def hand_fused(x: np.ndarray, grad: np.ndarray) -> float:
     n = x.size
     acc = 0.0
