@@ -611,11 +611,7 @@ class Tensor:
             self._version[0] += 1
             return self
         if self.grad_fn is None and self._requires_grad:
-            raise RuntimeError(
-                "a leaf Variable that requires grad is being used in an in-place operation. "
-                f"({op.name} on a tensor of shape {tuple(self.shape)}.) Wrap the update in "
-                "`with tg.no_grad():` (as optimizers do), or work on a clone()."
-            )
+            raise _leaf_inplace_error(op, self)
         if self._base is not None:
             raise RuntimeError(
                 f"{op.name}_: in-place changes recorded by autograd are not supported on a view "
@@ -630,15 +626,7 @@ class Tensor:
         _check_inplace_cast(op, res.dtype, self.dtype)
         _check_inplace_shape(op, res.shape, self.shape)
         np.copyto(self._data, res._data, casting="unsafe")
-        self._version[0] += 1
-        self._version[1] += 1
-        node = res.grad_fn
-        if node is not None and node.out_version is not None:
-            node.out_data = self._data
-            node.out_version = self._version
-            node.out_saved_version = self._version[0]
-        self.grad_fn = node
-        self._requires_grad = res._requires_grad
+        _take_over(self, res, recorded=True)
         return self
 
 
@@ -649,11 +637,7 @@ def _inplace_traced(self: Tensor, tracer: Any, op: Any, args: tuple, params: dic
         self._requires_grad or any(isinstance(a, Tensor) and a._requires_grad for a in args)
     )
     if recording and self.grad_fn is None and self._requires_grad:
-        raise RuntimeError(
-            "a leaf Variable that requires grad is being used in an in-place operation. "
-            f"({op.name} on a tensor of shape {tuple(self.shape)}.) Wrap the update in "
-            "`with tg.no_grad():` (as optimizers do), or work on a clone()."
-        )
+        raise _leaf_inplace_error(op, self)
     if self._base is not None:
         raise TracerError(
             f"{op.name}_: in-place change of a view (or of a detach()ed / .data alias; shape "
@@ -671,17 +655,33 @@ def _inplace_traced(self: Tensor, tracer: Any, op: Any, args: tuple, params: dic
     if res.dtype != self.dtype:
         res = ops.astype(res, dtype=self.dtype)
     self._data = res._data
-    self._version[0] += 1
-    self._version[1] += 1
-    if recording:
-        node = res.grad_fn
-        if node is not None and node.out_version is not None:
-            node.out_data = self._data
-            node.out_version = self._version
-            node.out_saved_version = self._version[0]
-        self.grad_fn = node
-        self._requires_grad = res._requires_grad
+    _take_over(self, res, recorded=recording)
     return self
+
+
+def _take_over(t: Tensor, res: Tensor, recorded: bool) -> None:
+    """After an in-place op: `t` holds the result's value (bump its version; views of it see a
+    recorded change) and, when the change was recorded, the result's node as its grad_fn, whose
+    saved output is now `t` itself."""
+    t._version[0] += 1
+    t._version[1] += 1
+    if not recorded:
+        return
+    node = res.grad_fn
+    if node is not None and node.out_version is not None:
+        node.out_data = t._data
+        node.out_version = t._version
+        node.out_saved_version = t._version[0]
+    t.grad_fn = node
+    t._requires_grad = res._requires_grad
+
+
+def _leaf_inplace_error(op: Any, t: Tensor) -> RuntimeError:
+    return RuntimeError(
+        "a leaf Variable that requires grad is being used in an in-place operation. "
+        f"({op.name} on a tensor of shape {tuple(t.shape)}.) Wrap the update in "
+        "`with tg.no_grad():` (as optimizers do), or work on a clone()."
+    )
 
 
 Tensor._inplace_traced = _inplace_traced
