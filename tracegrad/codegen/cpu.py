@@ -190,7 +190,7 @@ class SegmentWriter:
         kernels: list[Any],
         inputs: list[Var],
         outputs: list[Var],
-        decorator: str,
+        decorator: Any,
     ) -> None:
         self.n = naming
         self.kernels = kernels
@@ -229,7 +229,8 @@ class SegmentWriter:
         w.line("")
         params = [self._param(v) for v in self.inputs]
         params += [self.n.array(v) for v in self.buffers] + ["S", "LF", "LI"]
-        w.line(self.decorator)
+        # parallel only where a loop runs in parallel (Numba warns about parallel=True otherwise)
+        w.line(self.decorator(any("in prange(" in line for line in body)))
         with w.block(f"def segment({', '.join(params)}):"):
             if self.literal_defs:
                 w.comment("literals, in the dtype they are used in")

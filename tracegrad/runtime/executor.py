@@ -129,14 +129,12 @@ class NumbaExecutable:
         }
         cache = "True" if compile_cache.disk_enabled() else "False"
 
-        def decorator(kernels: list) -> str:
-            # parallel only where there is a loop to parallelize (Numba warns otherwise)
-            par = parallel and any(k.kind == "loop" and k.space for k in kernels)
+        def decorator(uses_prange: bool) -> str:
             # fastmath: only reassociation and contraction (FMA), which let LLVM vectorize
             # reductions (8x for a row sum of exp); no nnan/ninf/arcp: NaN and inf keep their
             # IEEE meaning
             return (
-                f"@njit(parallel={par}, fastmath={{'reassoc', 'contract'}}, "
+                f"@njit(parallel={parallel and uses_prange}, fastmath={{'reassoc', 'contract'}}, "
                 f'error_model="numpy", cache={cache})'
             )
 
@@ -164,7 +162,7 @@ class NumbaExecutable:
                             inputs.setdefault(id(x), x)
             outputs = [e.out for k in g for e in k.eqns if id(e.out) in later_uses[n]]
             outputs = list({id(v): v for v in outputs}.values())
-            writer = SegmentWriter(naming, g, list(inputs.values()), outputs, decorator(g))
+            writer = SegmentWriter(naming, g, list(inputs.values()), outputs, decorator)
             source = writer.source()
             self.steps.append(
                 _Segment(
