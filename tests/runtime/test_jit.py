@@ -337,3 +337,11 @@ def test_debug_prints_the_tape(monkeypatch, capsys):
     monkeypatch.setenv("TRACEGRAD_DEBUG", "1")
     tg.jit(seeds_f)(tg.ones(2, 3))
     assert "mean[dims=(0, 1), keepdim=False]" in capsys.readouterr().err
+
+
+def test_debug_levels_print_kernels_and_source(monkeypatch, capsys):
+    monkeypatch.setenv("TRACEGRAD_DEBUG", "3")
+    tg.jit(seeds_f, parallel=False)(tg.ones(3, 2))
+    err = capsys.readouterr().err
+    assert "kernel 0: loop over (3, 2)" in err  # level 2: the kernels
+    assert "@njit(" in err and "def segment(" in err  # level 3: the generated source
