@@ -80,23 +80,24 @@ class LoopKernel:
 
 
 @dataclass(eq=False)
-class CallKernel:
+class _SingleEqn:
     eqn: Eqn
+
+    @property
+    def eqns(self) -> list[Eqn]:
+        return [self.eqn]
+
+
+class CallKernel(_SingleEqn):
+    """A library call between loops (matmul via BLAS, reshape, permute)."""
+
     kind = "call"
 
-    @property
-    def eqns(self) -> list[Eqn]:
-        return [self.eqn]
 
+class PythonStep(_SingleEqn):
+    """An op without a lowering: its numpy forward runs between compiled segments."""
 
-@dataclass(eq=False)
-class PythonStep:
-    eqn: Eqn
     kind = "python"
-
-    @property
-    def eqns(self) -> list[Eqn]:
-        return [self.eqn]
 
 
 def partition(tape: Tape) -> list[Any]:

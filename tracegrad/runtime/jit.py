@@ -37,7 +37,7 @@ from ..tape.errors import TracerError
 from ..tape.passes import optimize
 from ..tensor import Tensor, tracing
 from ..trace.tracer import trace
-from .executor import build_executable
+from .executor import build_executable, debug_level
 
 
 class _Static:
@@ -288,7 +288,7 @@ class JitFunction:
         if eager:
             self._warn_eager()
         tape = optimize(tape)
-        if _debug_level() >= 1:
+        if debug_level() >= 1:
             check(tape)
             print(
                 f"tracegrad: traced {getattr(self.fn, '__name__', 'f')}:\n{tape}", file=sys.stderr
@@ -377,13 +377,6 @@ def _key_difference(old: Any, new: Any) -> str:
                         return f"argument leaf {i} changed: {p!r} -> {q!r}"
             return f"{name} changed: {x!r} -> {y!r}"
     return "unknown"
-
-
-def _debug_level() -> int:
-    try:
-        return int(os.environ.get("TRACEGRAD_DEBUG", "0"))
-    except ValueError:
-        return 0
 
 
 def jit(
