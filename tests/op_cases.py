@@ -351,6 +351,111 @@ def _scatter_add_ref(x: np.ndarray, index: np.ndarray, src: np.ndarray, *, dim: 
     return out
 
 
+def _window(d: Any, max_k: int = 3) -> dict:
+    """Kernel, stride, padding and dilation of a sliding window (odd and uneven on purpose)."""
+    kernel = (d(st.integers(1, max_k)), d(st.integers(1, max_k)))
+    return {
+        "kernel": kernel,
+        "stride": (d(st.integers(1, 3)), d(st.integers(1, 2))),
+        "padding": (d(st.integers(0, kernel[0] // 2)), d(st.integers(0, kernel[1] // 2))),
+        "dilation": (d(st.integers(1, 2)), d(st.integers(1, 2))),
+    }
+
+
+def _image(d: Any, params: dict, channels: int, values: Any = floats) -> np.ndarray:
+    """(N, C, H, W) input big enough for the window."""
+    span = [params["dilation"][i] * (params["kernel"][i] - 1) + 1 for i in range(2)]
+    h, w = (max(span[i] - 2 * params["padding"][i], 1) + d(st.integers(0, 3)) for i in range(2))
+    return values(d, (d(st.integers(1, 2)), channels, h, w))
+
+
+def _positions(shape: tuple, p: dict) -> tuple:
+    return tuple(
+        (shape[2 + i] + 2 * p["padding"][i] - p["dilation"][i] * (p["kernel"][i] - 1) - 1)
+        // p["stride"][i]
+        + 1
+        for i in range(2)
+    )
+
+
+def _padded(x: np.ndarray, p: dict, value: float = 0.0) -> np.ndarray:
+    (ph, pw) = p["padding"]
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def _unfold_ref(x: np.ndarray, *, kernel, stride, padding, dilation, pad_value=0.0):
+    p = {"kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation}
+    xp = _padded(x, p, pad_value)
+    n, c = x.shape[:2]
+    oh, ow = _positions(x.shape, p)
+    out = np.empty((c, kernel[0], kernel[1], n, oh, ow), x.dtype)
+    for ci, i, j, b, r, q in np.ndindex(*out.shape):
+        out[ci, i, j, b, r, q] = xp[
+            b, ci, r * stride[0] + i * dilation[0], q * stride[1] + j * dilation[1]
+        ]
+    return out
+
+
+def _fold_ref(cols: np.ndarray, *, size, kernel, stride, padding, dilation):
+    c, kh, kw, n, oh, ow = cols.shape
+    out = np.zeros((n, c, size[0] + 2 * padding[0], size[1] + 2 * padding[1]), cols.dtype)
+    for ci, i, j, b, r, q in np.ndindex(*cols.shape):
+        out[b, ci, r * stride[0] + i * dilation[0], q * stride[1] + j * dilation[1]] += cols[
+            ci, i, j, b, r, q
+        ]
+    return out[:, :, padding[0] : padding[0] + size[0], padding[1] : padding[1] + size[1]]
+
+
+def _unfold(d: Any) -> tuple:
+    params = _window(d)
+    return (_image(d, params, d(st.integers(1, 3))),), params
+
+
+def _fold(d: Any) -> tuple:
+    params = _window(d)
+    x = _image(d, params, d(st.integers(1, 3)))
+    oh, ow = _positions(x.shape, params)
+    cols = floats(d, (x.shape[1], *params["kernel"], x.shape[0], oh, ow))
+    return (cols,), dict(params, size=tuple(x.shape[2:]))
+
+
+def _conv(d: Any) -> tuple:
+    params = _window(d)
+    groups = d(st.sampled_from([1, 1, 2]))
+    x = _image(d, params, groups * d(st.integers(1, 2)))
+    w = floats(d, (groups * d(st.integers(1, 2)), x.shape[1] // groups, *params.pop("kernel")))
+    return (x, w), dict(params, groups=groups)
+
+
+def _conv_ref(x: np.ndarray, w: np.ndarray, *, stride, padding, dilation, groups):
+    p = {"kernel": w.shape[2:], "stride": stride, "padding": padding, "dilation": dilation}
+    xp = _padded(x, p)
+    n, o = x.shape[0], w.shape[0]
+    oh, ow = _positions(x.shape, p)
+    cg, og = w.shape[1], o // groups
+    out = np.zeros((n, o, oh, ow), x.dtype)
+    for b, oc, r, q in np.ndindex(*out.shape):
+        c0 = (oc // og) * cg
+        for ci, i, j in np.ndindex(*w.shape[1:]):
+            out[b, oc, r, q] += (
+                w[oc, ci, i, j]
+                * xp[b, c0 + ci, r * stride[0] + i * dilation[0], q * stride[1] + j * dilation[1]]
+            )
+    return out
+
+
+def _max_pool(d: Any) -> tuple:
+    params = _window(d)
+    return (_image(d, params, d(st.integers(1, 3)), values=distinct),), params
+
+
+def _max_pool_ref(x: np.ndarray, *, kernel, stride, padding, dilation):
+    cols = _unfold_ref(
+        x, kernel=kernel, stride=stride, padding=padding, dilation=dilation, pad_value=-np.inf
+    )
+    return cols.max(axis=(1, 2)).transpose(1, 0, 2, 3)
+
+
 def _matmul(d: Any) -> tuple:
     n, k, m = (d(st.integers(0, 3)) for _ in range(3))
     kind = d(st.sampled_from(["mm", "mv", "vm", "vv", "batched"]))
@@ -508,6 +613,11 @@ CASES: dict[str, Case] = {
         _full, lambda like, *, value, shape: np.full(shape, value, like.dtype), grad=False
     ),
     "matmul": Case(_matmul, np.matmul),
+    # convolution and pooling
+    "unfold2d": Case(_unfold, _unfold_ref),
+    "fold2d": Case(_fold, _fold_ref),
+    "conv2d": Case(_conv, _conv_ref),
+    "max_pool2d": Case(_max_pool, _max_pool_ref),
     "const": Case(
         lambda d: ((), {"value": floats(d, d(shapes()))}), lambda *, value: value, grad=False
     ),

@@ -50,6 +50,7 @@ from .elementwise import (
     zeros_like,
 )
 from .linalg import matmul
+from .nn import conv2d, fold2d, max_pool2d, unfold2d
 from .reduce import amax, amin, argmax, argmin, expand_back, logsumexp, mean, prod, sum
 from .shape import (
     ARRAY,
@@ -120,6 +121,10 @@ __all__ = [
     "tanh",
     "where",
     "matmul",
+    "conv2d",
+    "fold2d",
+    "max_pool2d",
+    "unfold2d",
     "amax",
     "amin",
     "argmax",

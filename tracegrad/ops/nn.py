@@ -1,0 +1,350 @@
+"""Convolution and pooling primitives: `unfold2d`/`fold2d` (im2col and its adjoint), `conv2d`,
+`max_pool2d`.
+
+The column layout is channels first, batch inside: `unfold2d(x)` of an (N, C, H, W) input is
+(C, kh, kw, N, OH, OW). With it a convolution is ONE matrix product per group,
+`w (O, C*kh*kw) @ cols (C*kh*kw, N*OH*OW)`, and so are both of its gradients:
+
+    out   = w  @ cols                 -> (O, N, OH, OW), permuted to (N, O, OH, OW)
+    gw    = g  @ cols^T               (g permuted to (O, N*OH*OW))
+    gcols = w^T @ g;  gx = fold2d(gcols)
+
+`unfold2d` and `fold2d` are linear and each other's adjoint, so every rule here is written
+with tracegrad ops and differentiates again (double backward of a conv works). docs/nn.md
+records the measurement behind im2col + BLAS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .core import Aval, defop, shape_error
+from .linalg import matmul
+from .reduce import argmax
+from .shape import expand, full, permute, reshape, scatter_add
+
+
+def pair(op: str, name: str, v: Any, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints -> a pair, checked (`stride=2` -> (2, 2))."""
+    t = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    if len(t) != 2 or not all(isinstance(i, (int, np.integer)) for i in t):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
+    if min(t) < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {v!r}")
+    return int(t[0]), int(t[1])
+
+
+def out_size(
+    op: str, shape: tuple, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple
+) -> tuple[int, int]:
+    """Output height and width of a sliding window over the last two dims of `shape`."""
+    out = []
+    for i in range(2):
+        size = shape[-2 + i] + 2 * padding[i]
+        span = dilation[i] * (kernel[i] - 1) + 1
+        if size < span:
+            raise shape_error(
+                op,
+                f"the window ({kernel[0]}x{kernel[1]}, dilation {dilation}) is larger than the "
+                f"padded input ({shape[-2] + 2 * padding[0]}x{shape[-1] + 2 * padding[1]})",
+                shape,
+                fix="Use a smaller kernel or more padding",
+            )
+        out.append((size - span) // stride[i] + 1)
+    return out[0], out[1]
+
+
+def _check_4d(op: str, x: Any) -> None:
+    if len(x.shape) != 4:
+        raise shape_error(
+            op,
+            f"expected a 4-D (N, C, H, W) input, got {len(x.shape)}-D",
+            x.shape,
+            fix="Add a batch dim with x.unsqueeze(0)" if len(x.shape) == 3 else "",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# unfold2d / fold2d
+
+
+def _windows(
+    x: np.ndarray, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple, pad_value: float
+) -> np.ndarray:
+    """A strided view (N, C, kh, kw, OH, OW) of the padded input: no copy."""
+    n, c, h, w = x.shape
+    if padding != (0, 0):
+        xp = np.full((n, c, h + 2 * padding[0], w + 2 * padding[1]), pad_value, dtype=x.dtype)
+        xp[:, :, padding[0] : padding[0] + h, padding[1] : padding[1] + w] = x
+        x = xp
+    oh, ow = out_size("unfold2d", x.shape, kernel, stride, (0, 0), dilation)
+    sn, sc, sh, sw = x.strides
+    return np.lib.stride_tricks.as_strided(
+        x,
+        shape=(n, c, kernel[0], kernel[1], oh, ow),
+        strides=(sn, sc, sh * dilation[0], sw * dilation[1], sh * stride[0], sw * stride[1]),
+        writeable=False,
+    )
+
+
+def _unfold_forward(
+    x: np.ndarray,
+    *,
+    kernel: tuple,
+    stride: tuple,
+    padding: tuple,
+    dilation: tuple,
+    pad_value: float = 0.0,
+) -> np.ndarray:
+    win = _windows(x, kernel, stride, padding, dilation, pad_value)
+    return np.ascontiguousarray(win.transpose(1, 2, 3, 0, 4, 5))
+
+
+def _unfold_abstract(
+    x: Any, *, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple, pad_value: float = 0.0
+) -> Aval:
+    _check_4d("unfold2d", x)
+    n, c = x.shape[:2]
+    oh, ow = out_size("unfold2d", x.shape, kernel, stride, padding, dilation)
+    return Aval((c, kernel[0], kernel[1], n, oh, ow), x.dtype)
+
+
+def _fold_forward(
+    cols: np.ndarray, *, size: tuple, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple
+) -> np.ndarray:
+    c, kh, kw, n, oh, ow = cols.shape
+    hp, wp = size[0] + 2 * padding[0], size[1] + 2 * padding[1]
+    out = np.zeros((n, c, hp, wp), dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            h0, w0 = i * dilation[0], j * dilation[1]
+            dst = out[
+                :,
+                :,
+                h0 : h0 + stride[0] * (oh - 1) + 1 : stride[0],
+                w0 : w0 + stride[1] * (ow - 1) + 1 : stride[1],
+            ]
+            dst += cols[:, i, j].transpose(1, 0, 2, 3)
+    return out[:, :, padding[0] : padding[0] + size[0], padding[1] : padding[1] + size[1]]
+
+
+def _fold_abstract(
+    cols: Any, *, size: tuple, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple
+) -> Aval:
+    if len(cols.shape) != 6:
+        raise shape_error("fold2d", "expected (C, kh, kw, N, OH, OW) columns", cols.shape)
+    c, kh, kw, n, oh, ow = cols.shape
+    want = out_size("fold2d", size, kernel, stride, padding, dilation)
+    if (kh, kw) != kernel or (oh, ow) != want:
+        raise shape_error(
+            "fold2d",
+            f"columns do not match a {kernel} window over {size} (expected {want} positions)",
+            cols.shape,
+        )
+    return Aval((n, c) + tuple(size), cols.dtype)
+
+
+unfold2d = defop(
+    "unfold2d",
+    forward=_unfold_forward,
+    abstract=_unfold_abstract,
+    # padded positions are constants: their cotangent is dropped by fold2d's crop
+    vjp=(
+        lambda g, out, x, *, kernel, stride, padding, dilation, pad_value=0.0: fold2d(
+            g,
+            size=tuple(x.shape[2:]),
+            kernel=kernel,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+        ),
+    ),
+    grad_name="Im2ColBackward0",
+    kind="index",
+)
+
+fold2d = defop(
+    "fold2d",
+    forward=_fold_forward,
+    abstract=_fold_abstract,
+    vjp=(
+        lambda g, out, cols, *, size, kernel, stride, padding, dilation: unfold2d(
+            g, kernel=kernel, stride=stride, padding=padding, dilation=dilation
+        ),
+    ),
+    grad_name="Col2ImBackward0",
+    kind="index",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# conv2d
+
+
+def _conv_check(x: Any, w: Any, groups: int) -> None:
+    _check_4d("conv2d", x)
+    if len(w.shape) != 4:
+        raise shape_error(
+            "conv2d",
+            "weight must be 4-D (out_channels, in_channels/groups, kh, kw)",
+            x.shape,
+            w.shape,
+        )
+    if x.dtype != w.dtype:
+        raise TypeError(
+            f"conv2d: input and weight must have the same dtype, got {x.dtype} and {w.dtype} "
+            f"(shapes {tuple(x.shape)}, {tuple(w.shape)}). Convert one: .float() or .double()"
+        )
+    c, o = x.shape[1], w.shape[0]
+    if c % groups or o % groups or w.shape[1] * groups != c:
+        raise shape_error(
+            "conv2d",
+            f"input has {c} channels, weight expects {w.shape[1]} x groups={groups} "
+            f"(and {o} output channels must divide by groups)",
+            x.shape,
+            w.shape,
+            fix="Make in_channels of the layer match the input's dim 1",
+        )
+
+
+def _conv_abstract(
+    x: Any, w: Any, *, stride: tuple, padding: tuple, dilation: tuple, groups: int
+) -> Aval:
+    _conv_check(x, w, groups)
+    oh, ow = out_size("conv2d", x.shape, tuple(w.shape[2:]), stride, padding, dilation)
+    return Aval((x.shape[0], w.shape[0], oh, ow), x.dtype)
+
+
+def _conv_forward(
+    x: np.ndarray, w: np.ndarray, *, stride: tuple, padding: tuple, dilation: tuple, groups: int
+) -> np.ndarray:
+    o, cg, kh, kw = w.shape
+    n = x.shape[0]
+    cols = _unfold_forward(x, kernel=(kh, kw), stride=stride, padding=padding, dilation=dilation)
+    _, _, _, _, oh, ow = cols.shape
+    k = cg * kh * kw
+    if groups == 1:
+        out = w.reshape(o, k) @ cols.reshape(k, n * oh * ow)
+    else:
+        out = w.reshape(groups, o // groups, k) @ cols.reshape(groups, k, n * oh * ow)
+    return np.ascontiguousarray(out.reshape(o, n, oh, ow).transpose(1, 0, 2, 3))
+
+
+def _grouped(a: Any, groups: int, rows: int, cols: int) -> Any:
+    shape = (rows, cols) if groups == 1 else (groups, rows // groups, cols)
+    return reshape(a, shape=shape)
+
+
+def _mT(a: Any) -> Any:
+    return permute(a, dims=tuple(range(a.ndim - 2)) + (a.ndim - 1, a.ndim - 2))
+
+
+def _conv_vjp_x(
+    g: Any, out: Any, x: Any, w: Any, *, stride: tuple, padding: tuple, dilation: tuple, groups: int
+) -> Any:
+    o, cg, kh, kw = w.shape
+    n, _, oh, ow = g.shape
+    c = x.shape[1]
+    g_cols = _grouped(permute(g, dims=(1, 0, 2, 3)), groups, o, n * oh * ow)  # (O, N*L)
+    w_cols = _grouped(w, groups, o, cg * kh * kw)  # (O, K)
+    gcols = matmul(_mT(w_cols), g_cols)  # (K, N*L) per group
+    gcols = reshape(gcols, shape=(c, kh, kw, n, oh, ow))
+    return fold2d(
+        gcols,
+        size=tuple(x.shape[2:]),
+        kernel=(kh, kw),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+    )
+
+
+def _conv_vjp_w(
+    g: Any, out: Any, x: Any, w: Any, *, stride: tuple, padding: tuple, dilation: tuple, groups: int
+) -> Any:
+    o, cg, kh, kw = w.shape
+    n, _, oh, ow = g.shape
+    cols = unfold2d(x, kernel=(kh, kw), stride=stride, padding=padding, dilation=dilation)
+    g_cols = _grouped(permute(g, dims=(1, 0, 2, 3)), groups, o, n * oh * ow)  # (O, N*L)
+    x_cols = _grouped(cols, groups, x.shape[1] * kh * kw, n * oh * ow)  # (K, N*L)
+    gw = matmul(g_cols, _mT(x_cols))  # (O, K) per group
+    return reshape(gw, shape=tuple(w.shape))
+
+
+conv2d = defop(
+    "conv2d",
+    forward=_conv_forward,
+    abstract=_conv_abstract,
+    vjp=(_conv_vjp_x, _conv_vjp_w),
+    saves=(0, 1),
+    grad_name="ConvolutionBackward0",
+    kind="conv",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# max_pool2d: forward over strided views (no column copy); the gradient goes to the first
+# maximum of each window, as PyTorch's does, through argmax over the unfolded windows
+
+
+def _pool_abstract(
+    x: Any, *, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple
+) -> Aval:
+    _check_4d("max_pool2d", x)
+    if padding[0] * 2 > kernel[0] or padding[1] * 2 > kernel[1]:
+        raise ValueError(
+            f"max_pool2d: padding {padding} must be at most half the kernel size {kernel}"
+        )
+    oh, ow = out_size("max_pool2d", x.shape, kernel, stride, padding, dilation)
+    return Aval(tuple(x.shape[:2]) + (oh, ow), x.dtype)
+
+
+def _max_pool_forward(
+    x: np.ndarray, *, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple
+) -> np.ndarray:
+    win = _windows(x, kernel, stride, padding, dilation, -np.inf)
+    out = np.array(win[:, :, 0, 0])
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            if i or j:
+                np.maximum(out, win[:, :, i, j], out=out)  # NaN propagates, as in PyTorch
+    return out
+
+
+def _max_pool_vjp(
+    g: Any, out: Any, x: Any, *, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple
+) -> Any:
+    n, c, oh, ow = g.shape
+    k = kernel[0] * kernel[1]
+    cols = unfold2d(
+        x, kernel=kernel, stride=stride, padding=padding, dilation=dilation, pad_value=-np.inf
+    )
+    cols = reshape(cols, shape=(c, k, n, oh, ow))
+    first = argmax(cols, dim=1, keepdim=True)  # (C, 1, N, OH, OW): the first maximum
+    gt = reshape(permute(g, dims=(1, 0, 2, 3)), shape=(c, 1, n, oh, ow))
+    zeros = expand(full(g, value=0.0, shape=()), shape=(c, k, n, oh, ow))
+    gcols = scatter_add(zeros, first, gt, dim=1)
+    gcols = reshape(gcols, shape=(c, kernel[0], kernel[1], n, oh, ow))
+    return fold2d(
+        gcols,
+        size=tuple(x.shape[2:]),
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+    )
+
+
+max_pool2d = defop(
+    "max_pool2d",
+    forward=_max_pool_forward,
+    abstract=_pool_abstract,
+    vjp=(_max_pool_vjp,),
+    saves=(0,),
+    grad_name="MaxPool2DWithIndicesBackward0",
+    kind="pool",
+)
+
+__all__ = ["unfold2d", "fold2d", "conv2d", "max_pool2d", "pair", "out_size"]
