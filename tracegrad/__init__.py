@@ -14,7 +14,10 @@ tensor([[2.0000, 3.3333, 4.6667],
 from . import (
     _tensor_methods,  # attaches the math and shape methods to Tensor
     autograd,
+    models,  # noqa: E402 (after nn)
+    nn,
     ops,
+    optim,
 )
 from ._tensor_str import set_printoptions
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
@@ -24,6 +27,7 @@ from .creation import *  # noqa: F403
 from .creation import bool, float, float16, float32, float64, int32, int64
 from .functions import *  # noqa: F403
 from .functions import abs, all, any, max, min, pow, sum
+from .io import load, save
 from .runtime import jit
 from .tape import TracerError
 from .tensor import Device, Tensor

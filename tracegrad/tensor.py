@@ -533,11 +533,11 @@ class Tensor:
 
     def add_(self, other: Any, alpha: Any = 1) -> Tensor:
         other = _operand(other)
-        return self._inplace(ops.add, other if alpha == 1 else ops.mul(other, alpha))
+        return self._inplace(ops.add, other if _is_one(alpha) else ops.mul(other, alpha))
 
     def sub_(self, other: Any, alpha: Any = 1) -> Tensor:
         other = _operand(other)
-        return self._inplace(ops.sub, other if alpha == 1 else ops.mul(other, alpha))
+        return self._inplace(ops.sub, other if _is_one(alpha) else ops.mul(other, alpha))
 
     def mul_(self, other: Any) -> Tensor:
         return self._inplace(ops.mul, _operand(other))
@@ -556,6 +556,26 @@ class Tensor:
 
     def copy_(self, src: Any) -> Tensor:
         return self._inplace(ops.setitem, _operand(src), idx=(Ellipsis,))
+
+    def addcmul_(self, tensor1: Any, tensor2: Any, value: Any = 1) -> Tensor:
+        """self += value * tensor1 * tensor2 (the optimizers' second-moment update)."""
+        prod = ops.mul(_operand(tensor1), _operand(tensor2))
+        return self._inplace(ops.add, prod if _is_one(value) else ops.mul(prod, value))
+
+    def addcdiv_(self, tensor1: Any, tensor2: Any, value: Any = 1) -> Tensor:
+        """self += value * tensor1 / tensor2 (Adam's parameter update)."""
+        quot = ops.div(_operand(tensor1), _operand(tensor2))
+        return self._inplace(ops.add, quot if _is_one(value) else ops.mul(quot, value))
+
+    def lerp_(self, end: Any, weight: Any) -> Tensor:
+        """self += weight * (end - self), rounded as PyTorch's lerp (from the nearer end)."""
+        end = _operand(end)
+        if is_scalar(weight) and abs(weight) >= 0.5:
+            # end - (end - self) * (1 - weight), PyTorch's form for weights >= 0.5
+            # 1 - weight in the tensor's precision, as PyTorch computes it
+            rest = float(np.asarray(1, self.dtype) - np.asarray(weight, self.dtype))
+            return self.copy_(ops.sub(end, ops.mul(ops.sub(end, self), rest)))
+        return self._inplace(ops.add, ops.mul(ops.sub(end, self), _operand(weight)))
 
     def __setitem__(self, index: Any, value: Any) -> None:
         idx, arrays = _parse_index(index)
@@ -651,6 +671,10 @@ def _inplace_traced(self: Tensor, tracer: Any, op: Any, args: tuple, params: dic
     self._data = res._data
     _take_over(self, res, recorded=recording)
     return self
+
+
+def _is_one(value: Any) -> bool:
+    return is_scalar(value) and value == 1
 
 
 def _take_over(t: Tensor, res: Tensor, recorded: bool) -> None:

@@ -183,6 +183,16 @@ fold2d = defop(
 # conv2d
 
 
+def _conv_dtype(x: Any, w: Any) -> np.dtype:
+    # as matmul: no silent promotion of a float32 weight to float64 (or the reverse)
+    if x.dtype != w.dtype:
+        raise TypeError(
+            f"conv2d: input and weight must have the same dtype, got {x.dtype} and {w.dtype} "
+            f"(shapes {tuple(x.shape)}, {tuple(w.shape)}). Convert one: .float() or .double()"
+        )
+    return x.dtype
+
+
 def _conv_check(x: Any, w: Any, groups: int) -> None:
     _check_4d("conv2d", x)
     if len(w.shape) != 4:
@@ -192,11 +202,7 @@ def _conv_check(x: Any, w: Any, groups: int) -> None:
             x.shape,
             w.shape,
         )
-    if x.dtype != w.dtype:
-        raise TypeError(
-            f"conv2d: input and weight must have the same dtype, got {x.dtype} and {w.dtype} "
-            f"(shapes {tuple(x.shape)}, {tuple(w.shape)}). Convert one: .float() or .double()"
-        )
+    _conv_dtype(x, w)
     c, o = x.shape[1], w.shape[0]
     if c % groups or o % groups or w.shape[1] * groups != c:
         raise shape_error(
@@ -278,6 +284,7 @@ conv2d = defop(
     forward=_conv_forward,
     abstract=_conv_abstract,
     vjp=(_conv_vjp_x, _conv_vjp_w),
+    out_dtype=lambda x, w, **params: _conv_dtype(x, w),
     saves=(0, 1),
     grad_name="ConvolutionBackward0",
     kind="conv",

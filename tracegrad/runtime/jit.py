@@ -36,7 +36,7 @@ from ..tape import check
 from ..tape.errors import TracerError
 from ..tape.passes import optimize
 from ..tensor import Tensor, tracing
-from ..trace.tracer import trace
+from ..trace.tracer import NeedsEagerCall, trace
 from .executor import build_executable, debug_level
 
 
@@ -86,6 +86,10 @@ class Entry:
                     )
                 if t.requires_grad != g[3]:
                     return "a captured tensor's requires_grad changed"
+            elif g[0] == "grad_set":
+                grad = t._grad
+                if grad is None or grad.shape != g[2].shape or grad.dtype != g[2].dtype:
+                    return "a .grad the function reads was cleared or changed shape or dtype"
             else:
                 want = None if g[2] is None else g[2]()
                 if t._grad is not want or (g[2] is not None and want is None):
@@ -241,9 +245,17 @@ class JitFunction:
             entry, why = self._lookup(key)
             if entry is None:
                 self._explain_miss(key, why)
-                entry = self._build(args, kwargs, key)
+                try:
+                    entry = self._build(args, kwargs, key)
+                except NeedsEagerCall as e:
+                    entry = None
+                    if debug_level() >= 1:
+                        print(f"tracegrad: eager call, not compiled: {e}", file=sys.stderr)
             else:
                 self.stats["memory_hits"] += 1
+        if entry is None:  # state created on this call (NeedsEagerCall): trace the next one
+            self.stats["eager_calls"] += 1
+            return self.fn(*args, **kwargs)
         if fast_key is not None:
             self._fast[fast_key] = entry
         if entry.eager:

@@ -142,13 +142,37 @@ class Tracer:
     def guards(self) -> list[tuple]:
         """What a later call must find unchanged to reuse this trace: each captured tensor
         alive with the same shape, dtype and requires_grad; each `.grad` that was read before
-        being set still the same object (or still None)."""
+        being set still None, or set to a tensor of the same shape and dtype, and the same
+        object when the tape reads its data."""
         out = []
         for rec in self.captured:
             out.append(("captured", weakref.ref(rec.tensor), rec.var.aval, rec.requires_grad))
         for t, value in self.grad_reads.values():
-            out.append(("grad", weakref.ref(t), None if value is None else weakref.ref(value)))
+            if value is None:
+                out.append(("grad", weakref.ref(t), None))
+            elif id(value) in self._captured_ids:
+                # its data is read (or changed) by the tape: the very same tensor is needed
+                out.append(("grad", weakref.ref(t), weakref.ref(value)))
+            else:
+                # only looked at (`if p.grad is None`, its shape): any tensor of that aval will
+                # do, e.g. the new .grad the last compiled call stored
+                out.append(("grad_set", weakref.ref(t), Aval(value.shape, value.dtype)))
         return out
+
+
+class NeedsEagerCall(Exception):
+    """Raised inside a trace by code that must first create persistent state from concrete
+    values (an optimizer's lazily created buffers on its first step). `tg.jit` catches it,
+    undoes the trace, runs that call eagerly and traces the next call, which finds the state."""
+
+
+def require_concrete_state(what: str) -> None:
+    """Call before creating persistent state; under tracing this ends the trace (see above)."""
+    if tracing.tracer is not None:
+        raise NeedsEagerCall(
+            f"{what} is created on the first call; tg.jit runs that call eagerly and compiles "
+            "from the second call on (tg.make_tape: run the function once eagerly first)"
+        )
 
 
 # One trace at a time in the whole process: while a trace runs, captured tensors hold tape

@@ -1,0 +1,179 @@
+"""SGD, Adam, AdamW against updates computed by hand in numpy (float64), and PyTorch when
+installed; skipping rules, zero_grad and state dicts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tracegrad as tg
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+rng = np.random.default_rng(0)
+P0 = rng.standard_normal((3, 4))
+GRADS = [rng.standard_normal((3, 4)) for _ in range(4)]
+
+
+def run(make):
+    """Four steps with fixed gradients; returns the parameter after each."""
+    p = tg.tensor(P0.copy(), requires_grad=True)
+    opt = make([p])
+    out = []
+    for g in GRADS:
+        p.grad = tg.tensor(g)
+        opt.step()
+        out.append(p.detach().numpy().copy())
+    return out
+
+
+def sgd_ref(lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+    p, buf, out = P0.copy(), None, []
+    for g in GRADS:
+        g = g + weight_decay * p
+        if momentum:
+            buf = g.copy() if buf is None else momentum * buf + (1 - dampening) * g
+            g = g + momentum * buf if nesterov else buf
+        p = p - lr * g
+        out.append(p)
+    return out
+
+
+def adam_ref(lr, b1, b2, eps, weight_decay=0.0, decoupled=False, amsgrad=False):
+    p, m, v, vmax, out = P0.copy(), 0.0, 0.0, 0.0, []
+    for t, g in enumerate(GRADS, 1):
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        else:
+            g = g + weight_decay * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        vmax = np.maximum(vmax, v) if amsgrad else v
+        p = p - lr / (1 - b1**t) * m / (np.sqrt(vmax) / np.sqrt(1 - b2**t) + eps)
+        out.append(p)
+    return out
+
+
+CONFIGS = {
+    "sgd": (lambda ps: tg.optim.SGD(ps, lr=0.1), lambda: sgd_ref(0.1)),
+    "sgd-momentum-dampening-wd": (
+        lambda ps: tg.optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.3, weight_decay=0.01),
+        lambda: sgd_ref(0.1, 0.9, 0.3, 0.01),
+    ),
+    "sgd-nesterov": (
+        lambda ps: tg.optim.SGD(ps, lr=0.05, momentum=0.8, nesterov=True),
+        lambda: sgd_ref(0.05, 0.8, nesterov=True),
+    ),
+    "adam": (
+        lambda ps: tg.optim.Adam(ps, lr=0.01),
+        lambda: adam_ref(0.01, 0.9, 0.999, 1e-8),
+    ),
+    "adam-wd-amsgrad": (
+        lambda ps: tg.optim.Adam(ps, lr=0.01, betas=(0.8, 0.99), weight_decay=0.1, amsgrad=True),
+        lambda: adam_ref(0.01, 0.8, 0.99, 1e-8, 0.1, amsgrad=True),
+    ),
+    "adamw": (
+        lambda ps: tg.optim.AdamW(ps, lr=0.01),
+        lambda: adam_ref(0.01, 0.9, 0.999, 1e-8, 0.01, decoupled=True),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_updates_match_the_formulas(name):
+    make, ref = CONFIGS[name]
+    for got, want in zip(run(make), ref()):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_updates_match_pytorch(name):
+    make, _ = CONFIGS[name]
+
+    def run_torch():
+        p = torch.tensor(P0.copy(), requires_grad=True)
+        opt = _torch_twin(name, [p])
+        out = []
+        for g in GRADS:
+            p.grad = torch.tensor(g)
+            opt.step()
+            out.append(p.detach().numpy().copy())
+        return out
+
+    for got, want in zip(run(make), run_torch()):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def _torch_twin(name, ps):
+    return {
+        "sgd": lambda: torch.optim.SGD(ps, lr=0.1),
+        "sgd-momentum-dampening-wd": lambda: torch.optim.SGD(
+            ps, lr=0.1, momentum=0.9, dampening=0.3, weight_decay=0.01
+        ),
+        "sgd-nesterov": lambda: torch.optim.SGD(ps, lr=0.05, momentum=0.8, nesterov=True),
+        "adam": lambda: torch.optim.Adam(ps, lr=0.01),
+        "adam-wd-amsgrad": lambda: torch.optim.Adam(
+            ps, lr=0.01, betas=(0.8, 0.99), weight_decay=0.1, amsgrad=True
+        ),
+        "adamw": lambda: torch.optim.AdamW(ps, lr=0.01),
+    }[name]()
+
+
+def test_frozen_and_gradless_parameters_are_skipped():
+    a = tg.tensor([1.0, 2.0], requires_grad=True)
+    b = tg.tensor([3.0, 4.0], requires_grad=True)
+    opt = tg.optim.Adam([a, b], lr=0.1)
+    (a * a).sum().backward()
+    opt.step()
+    assert b.tolist() == [3.0, 4.0] and b not in opt.state
+    assert a.tolist() != [1.0, 2.0]
+
+
+def test_zero_grad_and_param_groups():
+    a = tg.tensor([1.0], requires_grad=True)
+    b = tg.tensor([1.0], requires_grad=True)
+    opt = tg.optim.SGD([{"params": [a]}, {"params": [b], "lr": 1.0}], lr=0.1)
+    (a + b).sum().backward()
+    opt.step()
+    assert a.item() == pytest.approx(0.9) and b.item() == pytest.approx(0.0)
+    opt.zero_grad(set_to_none=False)
+    assert a.grad.item() == 0.0
+    opt.zero_grad()
+    assert a.grad is None and b.grad is None
+
+
+def test_state_dict_round_trip_continues_identically():
+    make, _ = CONFIGS["adam"]
+    p = tg.tensor(P0.copy(), requires_grad=True)
+    opt = make([p])
+    for g in GRADS[:2]:
+        p.grad = tg.tensor(g)
+        opt.step()
+    saved = opt.state_dict()
+    assert saved["state"][0]["step"].item() == 2.0
+    assert saved["param_groups"][0]["params"] == [0]
+    q = tg.tensor(p.detach().numpy().copy(), requires_grad=True)
+    opt2 = make([q])
+    opt2.load_state_dict(saved)
+    for g in GRADS[2:]:
+        p.grad, q.grad = tg.tensor(g), tg.tensor(g)
+        opt.step()
+        opt2.step()
+    np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
+
+
+def test_errors_are_pytorchs():
+    with pytest.raises(ValueError, match="empty parameter list"):
+        tg.optim.SGD([], lr=0.1)
+    with pytest.raises(ValueError, match="Invalid learning rate: -1"):
+        tg.optim.Adam([tg.zeros(1, requires_grad=True)], lr=-1)
+    with pytest.raises(ValueError, match="Nesterov momentum requires"):
+        tg.optim.SGD([tg.zeros(1, requires_grad=True)], lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="non-leaf"):
+        tg.optim.SGD([tg.zeros(1, requires_grad=True) * 2], lr=0.1)
+    with pytest.raises(TypeError, match="wrap it in a list"):
+        tg.optim.SGD(tg.zeros(1, requires_grad=True), lr=0.1)
