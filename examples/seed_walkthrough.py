@@ -1,8 +1,12 @@
 """The seed walkthrough (shared/SEEDS.md): PyTorch's autograd tutorial, with `torch` replaced by
-`tracegrad as tg`, printing what PyTorch prints.
+`tracegrad as tg`, printing what PyTorch prints: sections 2-4 (autograd), 5 (a ResNet-18
+training step), 6 (freezing and a new head), 7 (the same under tg.jit, and tg.grad).
 
 Run: python examples/seed_walkthrough.py
 """
+
+import copy
+import time
 
 import tracegrad as tg
 
@@ -76,7 +80,7 @@ def vector_output() -> None:
 
 
 def functional() -> None:
-    section("7 (part). The same gradients, functionally and compiled")
+    section("7. (continued) The same gradients functionally, and a jitted step on a small model")
     x = tg.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
 
     def f(x):
@@ -108,8 +112,112 @@ def functional() -> None:
     print([round(v, 4) for v in losses], step.stats["traces"])
 
 
+def count_backward_nodes(t: tg.Tensor) -> int:
+    """How many backward nodes `t.backward()` would run (the graph behind t.grad_fn)."""
+    seen, todo = set(), [t.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        todo.extend(n for n, _ in node.next_functions)
+    return len(seen)
+
+
+def training_step() -> None:
+    section("5. One training step of an image classifier")
+    tg.manual_seed(0)
+    model = tg.models.resnet18()
+    data = tg.rand(1, 3, 64, 64)
+    labels = tg.rand(1, 1000)
+    prediction = model(data)  # forward pass
+    loss = (prediction - labels).sum()
+    loss.backward()  # backward pass
+    optim = tg.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+    before = model.conv1.weight.detach().clone()
+    optim.step()  # gradient descent
+    show("prediction.shape", prediction.shape)
+    show("loss", loss)
+    with_grad = sum(p.grad is not None for p in model.parameters())
+    show("parameters with a .grad", f"{with_grad} of {len(list(model.parameters()))}")
+    show("optim.step() changed conv1.weight", not tg.equal(before, model.conv1.weight))
+
+
+def fine_tuning() -> None:
+    section("6. Freezing a pretrained network and fine-tuning a new head")
+    tg.manual_seed(0)
+    model = tg.models.resnet18()
+    data, labels = tg.rand(1, 3, 64, 64), tg.rand(1, 1000)
+    full_nodes = count_backward_nodes((model(data) - labels).sum())
+    for param in model.parameters():
+        param.requires_grad = False  # frozen: no gradients, no optimizer updates
+    model.fc = tg.nn.Linear(512, 10)  # the new classifier head is trainable
+    optimizer = tg.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    head = model.fc.weight.detach().clone()
+    loss = (model(data) - tg.rand(1, 10)).sum()
+    show(
+        "backward nodes: whole network vs frozen body + new head",
+        f"{full_nodes} vs {count_backward_nodes(loss)}",
+    )
+    loss.backward()
+    optimizer.step()
+    have = [n for n, p in model.named_parameters() if p.grad is not None]
+    show("parameters with a .grad", have)
+    unchanged = all(
+        tg.equal(v, model.state_dict()[k])
+        for k, v in frozen.items()
+        if "running" not in k and "num_batches" not in k
+    )
+    show("optimizer.step() left the frozen layers unchanged", unchanged)
+    show("optimizer.step() changed the head", not tg.equal(head, model.fc.weight))
+
+
+def compiled_fine_tuning() -> None:
+    section("7. The same, compiled")
+    tg.manual_seed(0)
+    model = tg.models.resnet18()
+    for param in model.parameters():
+        param.requires_grad = False
+    model.fc = tg.nn.Linear(512, 10)
+    optimizer = tg.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+    eager_model = copy.deepcopy(model)
+    eager_optimizer = tg.optim.SGD(eager_model.parameters(), lr=1e-2, momentum=0.9)
+
+    def train_step(model, optimizer, data, target):
+        optimizer.zero_grad()
+        loss = tg.nn.functional.cross_entropy(model(data), target)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    step = tg.jit(lambda data, target: train_step(model, optimizer, data, target))
+    batches = [(tg.rand(2, 3, 64, 64), tg.randint(0, 10, (2,))) for _ in range(3)]
+    start = time.perf_counter()
+    for data, target in batches:
+        compiled = step(data, target)
+        eager = train_step(eager_model, eager_optimizer, data, target)
+        print(f"loss: compiled {compiled.item():.6f}  eager {eager.item():.6f}")
+    print(
+        f"# three jitted steps in {time.perf_counter() - start:.1f} s (the first runs eagerly "
+        "to create the momentum buffers, the second traces and compiles, the third reuses)"
+    )
+    show("step.stats", step.stats)
+    with tg.no_grad():
+        diff = (model.fc.weight - eager_model.fc.weight).abs().max()
+    show("largest difference, compiled vs eager head weights", diff)
+    x = tg.rand(1, 3, 64, 64)
+    x_grad = tg.grad(lambda d: model(d).sum())(x)
+    xr = x.clone().requires_grad_(True)
+    model(xr).sum().backward()
+    show("tg.grad(f)(x) equals .backward()'s x.grad", tg.allclose(x_grad, xr.grad))
+
+
 if __name__ == "__main__":
     one_element()
     two_layers()
     vector_output()
+    training_step()
+    fine_tuning()
+    compiled_fine_tuning()
     functional()

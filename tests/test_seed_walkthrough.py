@@ -1,4 +1,4 @@
-"""SEEDS.md sections 2-4 (and the functional part of 7): every step prints what PyTorch prints.
+"""SEEDS.md sections 2-7: every step prints what PyTorch prints; 5-7 train a ResNet-18.
 
 Each test runs the tutorial's code as written, with `torch` replaced by `tracegrad as tg`, and
 compares the exact strings. The last test runs examples/seed_walkthrough.py end to end.
@@ -91,8 +91,25 @@ def test_example_script_prints_the_walkthrough(capsys):
         "tensor([True, True])",
         "element 0 of tensors does not require grad and does not have a grad_fn",
         "grad can be implicitly created only for scalar outputs",
+        # 5: one ResNet-18 step
+        "# parameters with a .grad\n62 of 62",
+        "# optim.step() changed conv1.weight\nTrue",
+        # 6: frozen body, new head: only the head has .grad, changes, and runs backward nodes
+        "# parameters with a .grad\n['fc.weight', 'fc.bias']",
+        "# optimizer.step() left the frozen layers unchanged\nTrue",
+        "# optimizer.step() changed the head\nTrue",
+        # 7: compiled
+        "# tg.grad(f)(x) equals .backward()'s x.grad\nTrue",
     ]:
         assert expected in out
+    nodes = out.split("whole network vs frozen body + new head\n")[1].split("\n")[0]
+    full, frozen = (int(n) for n in nodes.split(" vs "))
+    assert frozen < 10 < 300 < full  # no backward work for the frozen layers
+    losses = [line.split() for line in out.splitlines() if line.startswith("loss: compiled")]
+    assert len(losses) == 3
+    for _, _, compiled, _, eager in losses:
+        assert float(compiled) == pytest.approx(float(eager), rel=1e-5)
+    assert "'traces': 1" in out and "'eager_calls': 1" in out
 
 
 def test_example_script_runs_as_a_program():
@@ -100,7 +117,7 @@ def test_example_script_runs_as_a_program():
         [sys.executable, str(ROOT / "examples" / "seed_walkthrough.py")],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
     assert "tensor(75.6667, grad_fn=<MeanBackward0>)" in done.stdout

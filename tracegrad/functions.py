@@ -599,6 +599,32 @@ def numel(input: Any) -> int:  # noqa: A002
     return _as_tensor(input).numel()
 
 
+def equal(input: Any, other: Any) -> bool:  # noqa: A002
+    """True when both tensors have the same shape and the same values (torch.equal)."""
+    a, b = _as_tensor(input), _as_tensor(other)
+    return a.shape == b.shape and bool(np.array_equal(a._concrete("equal"), b._concrete("equal")))
+
+
+def allclose(
+    input: Any,
+    other: Any,
+    rtol: float = 1e-05,
+    atol: float = 1e-08,  # noqa: A002
+    equal_nan: bool = False,
+) -> bool:
+    """|input - other| <= atol + rtol * |other| everywhere (torch.allclose)."""
+    a, b = _as_tensor(input), _as_tensor(other)
+    return bool(
+        np.allclose(
+            a._concrete("allclose"),
+            b._concrete("allclose"),
+            rtol=rtol,
+            atol=atol,
+            equal_nan=equal_nan,
+        )
+    )
+
+
 # every public function defined here (not the names imported into this module)
 __all__ = [
     name

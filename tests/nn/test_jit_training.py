@@ -36,7 +36,7 @@ def cnn():
     )
 
 
-def train(model_fn, opt_fn, batches, compiled, parallel=True):
+def train(model_fn, opt_fn, batches, compiled):
     model = model_fn()
     opt = opt_fn(model.parameters())
 
@@ -47,7 +47,7 @@ def train(model_fn, opt_fn, batches, compiled, parallel=True):
         opt.step()
         return loss
 
-    f = tg.jit(step, parallel=parallel) if compiled else step
+    f = tg.jit(step) if compiled else step
     losses = [f(x, y).item() for x, y in batches]
     return model, losses, f
 
@@ -85,8 +85,7 @@ def test_cnn_with_batchnorm_and_nesterov_jitted_equals_eager_across_batch_sizes(
     data = batches((1, 8, 8), 5, [7, 7, 7, 7, 7, 7, 9, 9, 9, 9])
     make_opt = lambda ps: tg.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)
     eager, eager_losses, _ = train(cnn, make_opt, data, compiled=False)
-    # serial kernels: the same code as parallel ones minus prange, and half the compile time
-    jitted, jit_losses, f = train(cnn, make_opt, data, compiled=True, parallel=False)
+    jitted, jit_losses, f = train(cnn, make_opt, data, compiled=True)
     np.testing.assert_allclose(jit_losses, eager_losses, rtol=1e-5)
     assert_same_state(eager, jitted)  # includes running statistics and num_batches_tracked
     assert int(jitted[1].num_batches_tracked) == 10
@@ -114,7 +113,7 @@ def test_frozen_body_under_jit_only_the_head_learns():
         opt.step()
         return loss
 
-    step = tg.jit(step, parallel=False)
+    step = tg.jit(step)
     for x, y in batches((1, 8, 8), 5, [4, 4, 4]):
         step(x, y)
     after = model.state_dict()

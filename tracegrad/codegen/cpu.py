@@ -61,22 +61,41 @@ _CAST = {
 
 
 class Naming:
-    """Names of vars (the tape printer's), their rows in the shape table, literal slots."""
+    """Names of one segment's vars, their rows in its shape table, its literal slots.
 
-    def __init__(self, tape: Any) -> None:
+    Everything is numbered locally, in order of first appearance in the segment (its inputs,
+    then each equation's result): two segments with the same structure -- the eight residual
+    blocks of a ResNet, at different sizes -- get the same source and share one compiled
+    function. `tape_names` maps the local names back to the tape's, for `f.source()`."""
+
+    def __init__(self, vars: list[Var], tape_names: dict[int, str] | None = None) -> None:
         self.names: dict[int, str] = {}
         self.rows: dict[int, int] = {}
         self.vars: list[Var] = []
         gen = _names()
-        for v in tape.args + tape.captured + [e.out for e in tape.eqns]:
+        for v in vars:
+            if id(v) in self.names:
+                continue
             name = next(gen)
             if keyword.iskeyword(name) or name in _RESERVED or keyword.issoftkeyword(name):
                 name += "x"
             self.names[id(v)] = name
             self.rows[id(v)] = len(self.vars)
             self.vars.append(v)
+        self.tape_names = tape_names or {}
         self.floats: list[float] = []
         self.ints: list[int] = []
+
+    @staticmethod
+    def of_segment(kernels: list[Any], inputs: list[Var], tape_names: dict[int, str]) -> Naming:
+        return Naming(inputs + [e.out for k in kernels for e in k.eqns], tape_names)
+
+    def legend(self) -> str:
+        """`a=bq b=br ...`: the tape's name of each local name."""
+        return " ".join(f"{self.names[id(v)]}={self.tape_names.get(id(v), '?')}" for v in self.vars)
+
+    def literals(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(self.floats, dtype=np.float64), np.asarray(self.ints, dtype=np.int64)
 
     def shape_table(self) -> np.ndarray:
         rank = max([v.ndim for v in self.vars] + [1])
@@ -101,6 +120,12 @@ class Naming:
 
     def dims(self, v: Var) -> list[str]:
         return [f"S[{self.rows[id(v)]}, {k}]" for k in range(v.ndim)]
+
+
+def tape_names(tape: Any) -> dict[int, str]:
+    """The tape printer's name of every var of a tape."""
+    gen = _names()
+    return {id(v): next(gen) for v in tape.args + tape.captured + [e.out for e in tape.eqns]}
 
 
 # pow by a small constant exponent is a different, much cheaper operation (a multiply instead
@@ -490,10 +515,7 @@ class SegmentWriter:
         xs = self._ref(x)
         out_scalar = e.out.ndim == 0
         target = n.scalar(e.out) if out_scalar else n.array(e.out)
-        if e.op.name == "matmul":
-            y = self._ref(e.inputs[1])
-            w.line(f"{target} = np.dot(np.ascontiguousarray({xs}), np.ascontiguousarray({y}))")
-        elif e.op.name == "reshape":
+        if e.op.name == "reshape":
             if out_scalar:
                 w.line(f"{target} = np.ascontiguousarray({xs}).ravel()[0]")
             elif x.ndim == 0:

@@ -19,7 +19,8 @@ The rules, applied in tape order (each is a comment beside the code that applies
    body for its consumers: what needs the reduced value runs after the loop (0-d epilogue) or in
    a later loop;
 3. 0-d equations whose inputs are ready before the loop are hoisted into its prologue;
-4. matmul, reshape and permute are library calls between loops (BLAS via `np.dot`);
+4. matmul, reshape and permute are library calls between loops (matmul: BLAS, called by
+   numpy between compiled segments, runtime/executor.py says why);
 5. every other op runs as a Python step with its numpy forward, between compiled segments;
 6. a value used outside the kernel that computes it is materialized once (written to memory);
    values used only inside their loop stay in registers.
@@ -89,7 +90,7 @@ class _SingleEqn:
 
 
 class CallKernel(_SingleEqn):
-    """A library call between loops (matmul via BLAS, reshape, permute)."""
+    """A library call between loops (matmul via numpy's BLAS, reshape, permute)."""
 
     kind = "call"
 

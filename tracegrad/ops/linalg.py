@@ -1,6 +1,6 @@
 """matmul, with numpy/PyTorch semantics: 1-D operands, batch dims that broadcast.
 
-On the CPU it is a library call (BLAS through numpy; `np.dot` inside Numba); fusion puts
+On the CPU it is a library call (BLAS, called by numpy between compiled segments); fusion puts
 elementwise prologues and epilogues in the neighbouring loops.
 """
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..codegen.cpu import Naming, SegmentWriter
+from ..codegen.cpu import Naming, SegmentWriter, tape_names
 from ..fuse.partition import describe, partition
 from ..tape.interpret import interpret
 from ..tape.ir import Var
@@ -96,8 +96,13 @@ class _Segment:
         source: str,
         fn: Any,
         buffers: list[Var],
+        naming: Naming,
     ) -> None:
         self.kernels = kernels
+        self.naming = naming
+        # the segment's own shape table and literals (its names are local: Naming)
+        self.S = naming.shape_table()
+        self.LF, self.LI = naming.literals()
         self.inputs = inputs
         self.outputs = outputs
         self.buffers = buffers
@@ -120,14 +125,22 @@ class NumbaExecutable:
         self.stats = stats
         self.pool = BufferPool()
         self.kernels = partition(tape)
-        naming = Naming(tape)
-        self.naming = naming
+        names = tape_names(tape)
         self.consts = {
             id(e.out): (e.params["value"][()] if e.params["value"].ndim == 0 else e.params["value"])
             for e in tape.eqns
             if e.op.name == "const"
         }
         cache = "True" if compile_cache.disk_enabled() else "False"
+        if parallel and any(_calls_blas(k) for k in self.kernels):
+            # Graphs that call BLAS (matmul, conv) get serial loops. OpenBLAS's own threads
+            # spin for about 0.1 s after each call; Numba's parallel loops in between wait for
+            # the cores they hold. Measured on a ResNet-18 step (2 cores): parallel loops
+            # 140-200 ms, serial 9 ms, eager 10 ms; with OpenBLAS's spin shortened
+            # (OPENBLAS_THREAD_TIMEOUT=10) parallel was still slower than serial (13 vs 9 ms
+            # at batch 1, 77 vs 61 ms at batch 16). The BLAS calls stay multi-threaded.
+            parallel = False
+        self.parallel = parallel
 
         def decorator(uses_prange: bool) -> str:
             # fastmath: only reassociation and contraction (FMA), which let LLVM vectorize
@@ -141,7 +154,11 @@ class NumbaExecutable:
         # group kernels: runs of compiled kernels form one segment; Python steps sit between
         groups: list[Any] = []
         for k in self.kernels:
-            if k.kind == "python":
+            if k.kind == "python" or _is_matmul(k):
+                # matmul runs in numpy, between segments: inside Numba, np.dot calls SciPy's
+                # OpenBLAS, a second copy of the library with a second thread pool, and the
+                # two pools' spinning threads starved each other (a conv net's step: 44 ms in
+                # Numba vs 6 ms in numpy; docs/compiler.md)
                 groups.append(k)
             elif groups and isinstance(groups[-1], list):
                 groups[-1].append(k)
@@ -162,6 +179,7 @@ class NumbaExecutable:
                             inputs.setdefault(id(x), x)
             outputs = [e.out for k in g for e in k.eqns if id(e.out) in later_uses[n]]
             outputs = list({id(v): v for v in outputs}.values())
+            naming = Naming.of_segment(g, list(inputs.values()), names)
             writer = SegmentWriter(naming, g, list(inputs.values()), outputs, decorator)
             source = writer.source()
             self.steps.append(
@@ -172,6 +190,7 @@ class NumbaExecutable:
                     source,
                     compile_cache.load(source),
                     writer.buffers,
+                    naming,
                 )
             )
         self._arg_ids = [id(v) for v in tape.args]
@@ -181,9 +200,6 @@ class NumbaExecutable:
         self._write_may_alias = [
             isinstance(w.value, Var) and id(w.value) not in fresh for w in tape.writes
         ]
-        self.S = naming.shape_table()
-        self.LF = np.asarray(naming.floats, dtype=np.float64)
-        self.LI = np.asarray(naming.ints, dtype=np.int64)
         if debug_level() >= 2:
             print(describe(self.kernels), file=sys.stderr)
         if debug_level() >= 3:
@@ -263,7 +279,7 @@ class NumbaExecutable:
         take = self.pool.take
         for shape, dtype in seg.buffer_plan:
             params.append(take(shape, dtype))
-        result = seg.fn(*params, self.S, self.LF, self.LI)
+        result = seg.fn(*params, seg.S, seg.LF, seg.LI)
         if not seg.first_call_done:
             seg.first_call_done = True
             self._count_first_call(seg.fn)
@@ -287,10 +303,14 @@ class NumbaExecutable:
         parts = []
         for n, step in enumerate(self.steps):
             if isinstance(step, _Segment):
-                parts.append(f"# ---- compiled segment {n} ----\n{step.source}")
+                parts.append(
+                    f"# ---- compiled segment {n} (local names; tape names: "
+                    f"{step.naming.legend()}) ----\n{step.source}"
+                )
             else:
                 e = step.eqn
-                parts.append(f"# ---- step {n}: {e.op.name} runs in Python (numpy forward) ----\n")
+                where = "numpy (BLAS)" if e.op.name == "matmul" else "Python (numpy forward)"
+                parts.append(f"# ---- step {n}: {e.op.name} runs in {where} ----\n")
         return "\n".join(parts)
 
 
@@ -305,6 +325,17 @@ def _owned(a: np.ndarray, inputs: list) -> np.ndarray:
     if any(np.may_share_memory(a, i) for i in inputs if isinstance(i, np.ndarray)):
         return np.array(a, copy=True)
     return a
+
+
+_BLAS_OPS = frozenset(("matmul", "conv2d"))
+
+
+def _is_matmul(k: Any) -> bool:
+    return k.kind == "call" and k.eqn.op.name == "matmul"
+
+
+def _calls_blas(k: Any) -> bool:
+    return any(e.op.name in _BLAS_OPS for e in k.eqns)
 
 
 def debug_level() -> int:
