@@ -102,3 +102,18 @@ def test_random_programs_compiled_equal_interpreter(dtype: Any, program: tuple, 
     np.testing.assert_allclose(value.numpy(), v, rtol=tol, atol=tol)
     np.testing.assert_allclose(gx.numpy(), tx, rtol=tol, atol=tol)
     np.testing.assert_allclose(gy.numpy(), ty, rtol=tol, atol=tol)
+
+
+def test_reductions_over_inner_loops_and_the_batch_accumulate_per_row():
+    # BatchNorm's statistics: sum over (0, 2, 3) of (N, C, H, W). The loops over H and W add
+    # into a local per row, combined into the per-channel accumulator once per (n, c)
+    x = tg.tensor(np.random.default_rng(0).standard_normal((3, 4, 5, 6)).astype(np.float32))
+
+    def stats(x):
+        return x.sum((0, 2, 3), keepdim=True), x.amax((0, 2, 3)), (x * x).mean((0, 3))
+
+    f = tg.jit(stats)
+    for got, want in zip(f(x), stats(x)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+    src = f.source(x)
+    assert "row_" in src and "] += row_" in src and "= max(acc_" in src

@@ -174,6 +174,25 @@ def scalar_expr(e: Any, operands: list[str], literal: Any) -> str:
     return e.op.lower.format(*operands)
 
 
+def _row_depth(e: Any, rank: int) -> int:
+    """The outermost loop depth d >= 1 such that every loop from d inwards is reduced by `e`
+    (0 when the innermost loop is not reduced)."""
+    dims = set(e.params["dims"])
+    d = rank
+    while d > 1 and d - 1 in dims:
+        d -= 1
+    return d if d < rank else 0
+
+
+def _combine(op: str, acc: str, x: str) -> str:
+    """The statement that folds `x` into the accumulator `acc`."""
+    if op in ("sum", "mean"):
+        return f"{acc} += {x}"
+    if op == "prod":
+        return f"{acc} *= {x}"
+    return f"{acc} = {'max' if op == 'amax' else 'min'}({acc}, {x})"
+
+
 def _cast(v: Var) -> str:
     return _CAST[v.dtype.name]
 
@@ -362,15 +381,16 @@ class SegmentWriter:
                 self.kind[id(e.out)] = "array"
 
     def _row_reductions(self, k: Any, depth: int, rank: int) -> list:
-        """Reductions over exactly the loops inside `depth` (a row sum, a row max): they
-        accumulate in a local variable, kept in a register, and are stored once per row."""
+        """Reductions over every loop inside `depth` (a row sum, a row max; BatchNorm's sum
+        over (0, 2, 3) is one over the loops inside depth 2): they accumulate in a local
+        variable, kept in a register, and are combined into the accumulator array once per row.
+        Each reduction is taken at the outermost such depth."""
         if depth == 0:
             return []
-        inner = tuple(range(depth, rank))
         return [
             e
             for e in k.reductions
-            if e.out.ndim and tuple(e.params["dims"]) == inner and e.op.name != "logsumexp"
+            if e.out.ndim and e.op.name != "logsumexp" and _row_depth(e, rank) == depth
         ]
 
     def _acc_index(self, e: Any, space: tuple) -> str:
@@ -432,7 +452,11 @@ class SegmentWriter:
                 self._nest(headers[1:], k, space, depth + 1)
             for e in rows:
                 name = self.n.array(e.out)
-                w.line(f"acc_{name}[{self._acc_index(e, space)}] = row_{name}")
+                acc = f"acc_{name}[{self._acc_index(e, space)}]"
+                if set(e.params["dims"]) == set(range(depth, len(space))):
+                    w.line(f"{acc} = row_{name}")  # one row per element: store it
+                else:  # outer dims are reduced too: combine the rows
+                    w.line(_combine(e.op.name, acc, f"row_{name}"))
             return
         n, w = self.n, self.w
         materialized = {id(v) for v in k.materialize}
@@ -462,13 +486,7 @@ class SegmentWriter:
             if name == "logsumexp":
                 self._logsumexp_update(e, acc[len("acc_") :], x)
                 continue
-            if name in ("sum", "mean"):
-                w.line(f"{acc} += {x}")
-            elif name == "prod":
-                w.line(f"{acc} *= {x}")
-            else:
-                fn = "max" if name == "amax" else "min"
-                w.line(f"{acc} = {fn}({acc}, {x})")
+            w.line(_combine(name, acc, x))
 
     def _logsumexp_update(self, e: Any, target: str, x: str) -> None:
         # one pass: a larger element rescales the sum accumulated so far
