@@ -330,7 +330,13 @@ def _scatter_add_forward(x: np.ndarray, index: np.ndarray, src: np.ndarray, *, d
     out = np.array(x, copy=True)
     grids = list(np.indices(index.shape, sparse=True))
     grids[dim] = index
-    np.add.at(out, tuple(grids), src[tuple(slice(0, s) for s in index.shape)])
+    part = src[tuple(slice(0, s) for s in index.shape)]
+    if index.shape[dim] == 1:
+        # one index per line along dim: no destination repeats, so a plain fancy-index add
+        # is exact (and 5-10x faster than np.add.at: max_pool2d's gradient uses this)
+        out[tuple(grids)] += part
+    else:
+        np.add.at(out, tuple(grids), part)
     return out
 
 
