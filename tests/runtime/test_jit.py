@@ -345,3 +345,63 @@ def test_debug_levels_print_kernels_and_source(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "kernel 0: loop over (3, 2)" in err  # level 2: the kernels
     assert "@njit(" in err and "def segment(" in err  # level 3: the generated source
+
+
+def _donations(f, *args):
+    entry = f._entry_for(args, {})
+    return entry.executable._donations()
+
+
+def test_state_updates_are_computed_into_the_captured_arrays():
+    # SGD with momentum on a conv-shaped weight: the new values are written straight into the
+    # parameter's and the buffer's arrays (no temporaries, no copy back), and equal eager ones
+    rng = np.random.default_rng(0)
+    start = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    grads = [tg.tensor(rng.standard_normal(start.shape).astype(np.float32)) for _ in range(3)]
+    p, buf = tg.tensor(start.copy()), tg.zeros(16, 8, 3, 3)
+    p_eager, buf_eager = tg.tensor(start.copy()), tg.zeros(16, 8, 3, 3)
+    arrays = (p._data, buf._data)
+
+    def update(p, buf, g):
+        with tg.no_grad():
+            buf.mul_(0.9).add_(g)
+            p.sub_(0.1 * buf)
+        return (p * p).sum()
+
+    step = tg.jit(lambda g: update(p, buf, g))
+    for g in grads:
+        np.testing.assert_allclose(step(g).item(), update(p_eager, buf_eager, g).item(), rtol=1e-5)
+    np.testing.assert_allclose(p.numpy(), p_eager.numpy(), rtol=1e-5, atol=1e-6)
+    assert p._data is arrays[0] and buf._data is arrays[1]
+    assert len(_donations(step, grads[0])) == 2
+
+
+def test_old_value_read_after_the_new_one_is_computed_stays_correct():
+    # `new` is computed, then the old p is read, then p takes the new value: the write's
+    # value is the copy (a Python step), so p's array is not written by the loop
+    rng = np.random.default_rng(1)
+    start = rng.standard_normal((4, 5)).astype(np.float32)
+    p, p_eager = tg.tensor(start.copy()), tg.tensor(start.copy())
+    g = tg.tensor(rng.standard_normal((4, 5)).astype(np.float32))
+
+    def update(p, g):
+        with tg.no_grad():
+            new = p - 0.1 * g
+            old_dot = (p * g).sum()  # reads the old p after `new` is computed, same loop
+            p.copy_(new)
+        return old_dot
+
+    step = tg.jit(lambda g: update(p, g))
+    for _ in range(3):
+        np.testing.assert_allclose(step(g).item(), update(p_eager, g).item(), rtol=1e-5)
+    np.testing.assert_allclose(p.numpy(), p_eager.numpy(), rtol=1e-6)
+    assert _donations(step, g) == {}
+
+
+def test_elementwise_loops_over_full_shapes_run_flat():
+    x = tg.tensor(np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5))
+    f = tg.jit(lambda x: (x * 2 + 1, (x * x).sum()))
+    a, s = f(x)
+    np.testing.assert_allclose(a.numpy(), x.numpy() * 2 + 1)
+    np.testing.assert_allclose(s.item(), (x.numpy().astype(np.float64) ** 2).sum(), rtol=1e-6)
+    assert "one flat loop over the elements" in f.source(x)

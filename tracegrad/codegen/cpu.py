@@ -245,6 +245,7 @@ class SegmentWriter:
         self.buffers = [v for k in kernels if k.kind == "loop" for v in k.materialize]
         self.decorator = decorator
         self.w = SourceWriter()
+        self._flat = False  # inside a flattened loop: arrays are read as name_1d[i0]
         self.literal_defs: list[str] = []
         # what each var is inside this function: "array" (indexable) or "scalar"
         self.kind: dict[int, str] = {}
@@ -306,6 +307,8 @@ class SegmentWriter:
             return self.n.scalar(x)
         if not in_loop:
             raise AssertionError(f"array operand {self.n.array(x)} outside a loop")
+        if self._flat:
+            return f"{self.n.array(x)}_1d[i0]"
         # an array read inside the loop, broadcast against the iteration space: dims where the
         # array has size 1 and the loop does not are read at index 0 (size-generic: only the
         # pattern of broadcast dims is in the source, never a size)
@@ -363,7 +366,22 @@ class SegmentWriter:
                 race |= 0 in e.params["dims"]
             elif e.op.name == "logsumexp":
                 race = True  # a pair of scalars is no reduction Numba can split across threads
-        if rank:
+        if rank and self._flattenable(k):
+            # every array in this loop has the loop's full shape: one flat loop over the
+            # elements (C order), not a nest whose inner trip count may be 3 (a conv weight)
+            w.comment("every array here has the loop's shape: one flat loop over the elements")
+            for v in self._loop_arrays(k):
+                view = (
+                    "ravel()"
+                    if id(v) not in {id(m) for m in k.materialize}
+                    else (f"reshape({' * '.join(f'n{d}' for d in range(rank))})")
+                )
+                w.line(f"{n.array(v)}_1d = {n.array(v)}.{view}")
+            self._flat = True
+            with w.block(f"for i0 in prange({' * '.join(f'n{d}' for d in range(rank))}):"):
+                self._nest([], k, space)
+            self._flat = False
+        elif rank:
             # the outer loop runs in parallel unless a partial reduction over dim 0 would make
             # threads write the same accumulator element
             loop = "range" if race else "prange"
@@ -379,6 +397,32 @@ class SegmentWriter:
         for e in k.body:
             if id(e.out) in {id(v) for v in k.materialize}:
                 self.kind[id(e.out)] = "array"
+
+    def _loop_arrays(self, k: Any) -> list[Var]:
+        """The arrays a loop kernel reads element by element, and the ones it writes."""
+        out: dict[int, Var] = {}
+        made_here = {id(e.out) for e in k.body}
+        for e in k.body + k.reductions:
+            for x in e.inputs:
+                if (
+                    isinstance(x, Var)
+                    and id(x) not in made_here
+                    and self.kind.get(id(x)) not in ("scalar", "loop")
+                ):
+                    out[id(x)] = x
+        for v in k.materialize:
+            out[id(v)] = v
+        return list(out.values())
+
+    def _flattenable(self, k: Any) -> bool:
+        """A loop whose arrays all have its full shape (no broadcast reads) and whose
+        reductions are total can run as one flat loop over the elements."""
+        if len(k.space) < 2 or any(e.out.ndim for e in k.reductions):
+            return False
+        if any(e.op.name == "expand" for e in k.body):
+            return False
+        space = tuple(k.space)
+        return all(tuple(v.shape) == space for v in self._loop_arrays(k))
 
     def _row_reductions(self, k: Any, depth: int, rank: int) -> list:
         """Reductions over every loop inside `depth` (a row sum, a row max; BatchNorm's sum
@@ -469,7 +513,8 @@ class SegmentWriter:
             self._assign_scalar(e, space, True)
             self.kind[id(e.out)] = "loop"
             if id(e.out) in materialized:
-                w.line(f"{n.array(e.out)}[{idx}] = {n.scalar(e.out)}")
+                target = f"{n.array(e.out)}_1d[i0]" if self._flat else f"{n.array(e.out)}[{idx}]"
+                w.line(f"{target} = {n.scalar(e.out)}")
         rows = {id(e) for d in range(1, len(space)) for e in self._row_reductions(k, d, len(space))}
         for e in k.reductions:
             if id(e) in getattr(self, "_skip", ()):

@@ -114,7 +114,9 @@ def _write_back(write: Any, value: np.ndarray | None) -> None:
         return
     if write.kind == "data":
         target = t._data
-        if target.shape == value.shape and target.dtype == value.dtype and target.flags.writeable:
+        if value is target:
+            pass  # computed in place (a donated buffer: executor._donations)
+        elif target.shape == value.shape and target.dtype == value.dtype and target.flags.writeable:
             np.copyto(target, value)  # in place: views and from_numpy arrays see it
         else:
             t._data = np.asarray(value, dtype=t.dtype)
