@@ -49,10 +49,10 @@ def direct_conv(x, w, stride, pad):
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     print(
         f"{'shape (N,C,H,W) -> O':28} {'im2col+BLAS fwd':>16} {'direct fwd':>11} "
