@@ -33,9 +33,14 @@ lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check . || true
 
-## bench: the benchmark suite (PyTorch: pip install torch==2.13.0 first, if you have it)
-bench: $(VENV)/.run-deps
-	$(BIN)/python -m benchmarks
+$(VENV)/.bench-deps: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	touch $@
+
+## bench: the benchmark suite, table at the end (BENCH_ARGS="--quick", "--only mlp",
+## "--json out.json --plot seed.png"); PyTorch: pip install torch==2.13.0 first, if you have it
+bench: $(VENV)/.bench-deps
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,11 +1,7 @@
-"""Run every benchmark: python -m benchmarks"""
+"""Run the benchmark suite: python -m benchmarks [--quick] [--only NAME] [--json PATH] [--plot PATH]
+(see benchmarks/suite.py)."""
 
-from . import conv2d, cross_entropy, eager_overhead, fused_mean_square, jit_overhead, training
+from .suite import main
 
 if __name__ == "__main__":
-    eager_overhead.main([])
-    fused_mean_square.main([])
-    cross_entropy.main([])
-    jit_overhead.main()
-    conv2d.main([])
-    training.main([])
+    main()
