@@ -139,9 +139,11 @@ _POW_BY = {
 }
 
 
-# float32 ops built on exp use the vectorizable exp_f32 (numba_helpers.py), not libm's expf
+# float32 exp and tanh (and ops built on exp) use the vectorizable helpers of numba_helpers.py,
+# not libm's expf/tanhf
 _F32_FAST = {
     "exp": "exp_f32({0})",
+    "tanh": "tanh_f32({0})",
     "sigmoid": "(np.float32(1.0) / (np.float32(1.0) + exp_f32(-{0})))",
     "silu": "({0} / (np.float32(1.0) + exp_f32(-{0})))",
 }
@@ -269,7 +271,10 @@ class SegmentWriter:
         w.line("import numpy as np")
         w.line("from numba import njit, prange")
         w.line("")
-        w.line(f"from tracegrad.codegen.numba_helpers import exp_f32  # helpers v{HELPERS_VERSION}")
+        w.line(
+            "from tracegrad.codegen.numba_helpers import exp_f32, tanh_f32"
+            f"  # helpers v{HELPERS_VERSION}"
+        )
         w.line("")
         w.line("")
         params = [self._param(v) for v in self.inputs]
