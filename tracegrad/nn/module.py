@@ -239,14 +239,7 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                with no_grad():
-                    p.grad.zero_()
+        zero_grads(self.parameters(), set_to_none)
 
     def to(self, *args: Any, **kwargs: Any) -> Module:
         """`to(device)` and/or `to(dtype)` (floating parameters and buffers only, as PyTorch).
@@ -363,6 +356,18 @@ class Module:
         if not self._modules and len(lines) <= 1:
             return head + "".join(lines) + ")"
         return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+def zero_grads(params: Iterable[Tensor], set_to_none: bool = True) -> None:
+    """`.grad = None` for each parameter (PyTorch 2's default), or zero it in place."""
+    for p in params:
+        if p.grad is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            with no_grad():
+                p.grad.zero_()
 
 
 def _check_name(kind: str, name: Any, module: Module) -> None:

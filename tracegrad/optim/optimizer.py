@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import creation
 from ..autograd.grad_mode import no_grad
+from ..nn.module import zero_grads
 from ..tensor import Tensor
 from ..trace.tracer import require_concrete_state
 
@@ -71,15 +72,7 @@ class Optimizer:
         self.param_groups.append(group)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    with no_grad():
-                        p.grad.zero_()
+        zero_grads((p for g in self.param_groups for p in g["params"]), set_to_none)
 
     def _state_for(self, p: Tensor, make: Any) -> dict:
         """The state of `p`, created by `make()` on first use (eagerly: see the module doc)."""
