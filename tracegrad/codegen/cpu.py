@@ -4,27 +4,32 @@ One compiled *segment* (a run of loop kernels and library calls) becomes one `@n
 For the value and gradient of `mean((2x+1)**2)` the whole tape is one segment with one loop::
 
     @njit(parallel=True, fastmath={'reassoc', 'contract'}, error_model="numpy", cache=True)
-    def segment(f_, a, k, S, LF, LI):
+    def segment(a_, b, j, S, LF, LI):
         # literals, in the dtype they are used in
         LF0 = np.float32(LF[0])
         LI0 = np.float32(LI[0])
         ...
-        # kernel 0: loop over the shape of b (rank 2)
-        n0 = S[1, 0]
-        n1 = S[1, 1]
-        # g:f32[] = div f LF0
-        g_ = np.float32((f_ / LF0))
-        acc_e = 0.0
-        for i0 in prange(n0):
-            for i1 in range(n1):
-                # b:f32[_,_] = mul a LI0
-                b_ = np.float32((a[i0, i1] * LI0))
-                ...
-                k[i0, i1] = k_
-                # e:f32[] = mean[dims=(0, 1), keepdim=False] d  (accumulate)
-                acc_e += d_
-        e_ = np.float32(acc_e / (n0 * n1))
-        return (k, e_,)
+        # kernel 0: loop over the shape of d (rank 2)
+        n0 = S[3, 0]
+        n1 = S[3, 1]
+        # c:f32[] = div a LF0
+        c_ = np.float32((a_ / LF0))
+        acc_k = 0.0
+        # every array here has the loop's shape: one flat loop over the elements
+        b_1d = b.ravel()
+        j_1d = j.reshape(n0 * n1)
+        for i0 in prange(n0 * n1):
+            # d:f32[_,_] = mul b LI0
+            d_ = np.float32((b_1d[i0] * LI0))
+            ...
+            j_1d[i0] = j_
+            # k:f32[] = mean[dims=(0, 1), keepdim=False] f  (accumulate)
+            acc_k += f_
+        k_ = np.float32(acc_k / (n0 * n1))
+        return (j, k_,)
+
+Loops whose arrays broadcast run as nests (`for i0 in prange(n0): for i1 in range(n1): ...`,
+a broadcast dim read at index 0). Names are local to the segment (`Naming`).
 
 Sizes never appear in the source: loop bounds and allocation shapes come from `S` (the shape of
 every var, one row per var), reduction sizes are products of `S` entries, and Python number
@@ -423,8 +428,6 @@ class SegmentWriter:
         """A loop whose arrays all have its full shape (no broadcast reads) and whose
         reductions are total can run as one flat loop over the elements."""
         if len(k.space) < 2 or any(e.out.ndim for e in k.reductions):
-            return False
-        if any(e.op.name == "expand" for e in k.body):
             return False
         space = tuple(k.space)
         return all(tuple(v.shape) == space for v in self._loop_arrays(k))
