@@ -154,9 +154,10 @@ _F32_FAST = {
 }
 
 
-def scalar_expr(e: Any, operands: list[str], literal: Any) -> str:
+def scalar_expr(e: Any, operands: list[str], literal: Any, fast: bool = True) -> str:
     """The op's scalar template with its operands filled in (number parameters, such as
-    clamp's bounds, become literal slots too)."""
+    clamp's bounds, become literal slots too). `fast`: float32 exp/tanh through the vectorizable
+    CPU helpers (the CUDA target uses libdevice's)."""
     name = e.op.name
     if name == "pow" and not isinstance(e.inputs[1], Var) and e.inputs[1] in _POW_BY:
         if not isinstance(e.inputs[1], bool):
@@ -176,7 +177,7 @@ def scalar_expr(e: Any, operands: list[str], literal: Any) -> str:
         )
     if name == "expand":
         return operands[0]
-    if e.out.dtype == np.float32 and name in _F32_FAST:
+    if fast and e.out.dtype == np.float32 and name in _F32_FAST:
         return _F32_FAST[name].format(*operands)
     return e.op.lower.format(*operands)
 

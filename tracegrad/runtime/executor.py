@@ -430,11 +430,16 @@ def debug_level() -> int:
 def build_executable(
     tape: Any, device: str, parallel: bool = True, stats: dict | None = None
 ) -> Any:
+    stats = stats if stats is not None else _null_stats()
+    if device == "cuda":
+        from .cuda_executor import CudaExecutable
+
+        return CudaExecutable(tape, stats)
     if device != "cpu":
-        raise ValueError(f"tg.jit: device {device!r} is not available; use device='cpu'")
+        raise ValueError(f"tg.jit: device {device!r} is not available; use 'cpu' or 'cuda'")
     if os.environ.get("TRACEGRAD_EXECUTOR", "numba") == "interpreter":
         return InterpreterExecutable(tape)
-    return NumbaExecutable(tape, parallel, stats if stats is not None else _null_stats())
+    return NumbaExecutable(tape, parallel, stats)
 
 
 def _null_stats() -> dict:

@@ -37,6 +37,7 @@ from ..tape.errors import TracerError
 from ..tape.passes import optimize
 from ..tensor import Tensor, tracing
 from ..trace.tracer import NeedsEagerCall, trace
+from .cuda_device import is_device_array, to_host
 from .executor import build_executable, debug_level
 
 
@@ -102,16 +103,30 @@ class Entry:
         if writes:
             for w, value in zip(self.tape.writes, writes):
                 _write_back(w, value)
-        out = [Tensor._wrap(o) if type(o) is np.ndarray else o for o in outputs]
+        out = [Tensor._wrap(o) if _is_array(o) else o for o in outputs]
         if self.flat_tuple:
             return tuple(out)
         return unflatten(self.out_tree, out)
 
 
-def _write_back(write: Any, value: np.ndarray | None) -> None:
+def _is_array(o: Any) -> bool:
+    return type(o) is np.ndarray or is_device_array(o)
+
+
+def _write_back(write: Any, value: Any) -> None:
     t = write.tensor_ref()
     if t is None:
         return
+    if is_device_array(value):
+        # the CUDA target: state keeps living where it lives (a CUDA tensor gets the new device
+        # array; a CPU tensor captured by a CUDA function gets its new value copied back)
+        home = t._data if write.kind == "data" else t
+        if write.kind == "data" and is_device_array(home):
+            t._data = value
+            t._version[0] += 1
+            return
+        if not is_device_array(getattr(home, "_data", home)):
+            value = to_host(value)
     if write.kind == "data":
         target = t._data
         if value is target:
@@ -140,10 +155,6 @@ class JitFunction:
     ) -> None:
         if device not in ("cpu", "cuda"):
             raise ValueError(f"tg.jit: device must be 'cpu' or 'cuda', got {device!r}")
-        if device == "cuda":
-            raise ValueError(
-                "tg.jit: the CUDA target is not available in this version; use device='cpu'"
-            )
         self.fn = fn
         self.static_argnums = (
             (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)

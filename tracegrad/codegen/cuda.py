@@ -1,0 +1,447 @@
+"""Stage 3 for NVIDIA GPUs: kernels -> Python source for `numba.cuda`.
+
+The same kernels as the CPU target (`fuse.partition`), the same naming, comments and
+size-generic parameters (`S`, `LF`, `LI`; codegen/cpu.py), written as one module per segment:
+
+* each loop kernel becomes a `@cuda.jit` kernel with a **grid-stride loop** over its iteration
+  space (`_t` runs over the flat element index, unravelled into `i0, i1, ...` for broadcast
+  reads; a loop whose arrays all have its full shape indexes flat views instead);
+* a float **sum or mean to a scalar** is accumulated in the same pass: per thread in float64,
+  then per block by a tree in shared memory, then one `cuda.atomic.add` per block into a float64
+  accumulator; a one-thread `..._finish` kernel divides (mean) and runs the 0-d epilogue;
+* **every other reduction** (over some dims, max/min/prod/logsumexp, integer sums) reads its
+  input from memory (the loop stores it) in a kernel with **one block per output element**:
+  the block's threads stride over the reduced elements and combine by a tree in shared memory
+  (logsumexp: the max first, then the sum of exp(x - max)). Reductions are in float64 for
+  float inputs (int64 for integers), as on the CPU;
+* matmul is the tiled shared-memory kernel of `cuda_helpers`, permute a gather kernel, reshape a
+  view;
+* a plain-Python host function `segment(...)` allocates the results and launches the kernels in
+  order; launch sizes come from `grid(n)` / `reduce_grid(m)` at run time.
+
+0-d values live in device arrays of shape (1,) between kernels (read as `x[0]`); inside a
+kernel they are locals (`x_`), as body values are. The kernels' own variables start with an
+underscore (`_t`, `_acc`), which no tape name does. Every 0-d result is stored once: its
+kernel's first thread stores prologue values, the `_finish` kernel the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..ops.core import result_type
+from ..tape.ir import Var
+from .cpu import _CAST, Naming, _acc_init, _cast, eqn_comment, scalar_expr
+from .source import SourceWriter
+
+ATOMIC = frozenset(("sum", "mean"))
+
+
+class _Kernel:
+    """One `@cuda.jit` function being written: its body, and the parameters the body used (in
+    order of first use), so the signature lists exactly what it reads."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.w = SourceWriter()
+        self.w._level = 1
+        self.params: dict[str, str] = {}  # kernel parameter -> host expression passed for it
+        self.locals: set[int] = set()  # vars held in a local of this kernel
+
+    def use(self, param: str, host: str | None = None) -> str:
+        self.params.setdefault(param, host if host is not None else param)
+        return param
+
+
+class CudaSegmentWriter:
+    """Writes the module of one segment (a run of loop and call kernels) for numba.cuda."""
+
+    def __init__(
+        self,
+        naming: Naming,
+        kernels: list[Any],
+        inputs: list[Var],
+        outputs: list[Var],
+        cache: bool,
+    ) -> None:
+        self.n = naming
+        self.kernels = kernels
+        self.inputs = inputs
+        self.outputs = outputs
+        self.cache = cache
+        self.host = SourceWriter()
+        self.host._level = 1
+        self.defs: list[_Kernel] = []
+        self.literal_defs: list[str] = []
+        self._flat = False
+
+    # the module -------------------------------------------------------------------------------
+
+    def source(self) -> str:
+        for i, k in enumerate(self.kernels):
+            if k.kind == "loop":
+                self._loop(i, k)
+            else:
+                self._call(i, k)
+        outs = [self.n.array(v) for v in self.outputs]
+        self.host.line(f"return ({', '.join(outs)},)" if outs else "return (0,)")
+
+        w = SourceWriter()
+        w.line("import math")
+        w.line("")
+        w.line("import numpy as np")
+        w.line("from numba import cuda, float64, int64")
+        w.line("")
+        w.line("from tracegrad.codegen.cuda_helpers import TPB, grid, matmul, reduce_grid, zeros")
+        w.line("")
+        decorator = f"@cuda.jit(cache={self.cache})"
+        for kd in self.defs:
+            w.line("")
+            w.line(decorator)
+            w.line(f"def {kd.name}({', '.join(kd.params)}):")
+            w._lines.extend(kd.w.getvalue().rstrip("\n").split("\n"))
+            w.line("")
+        w.line("")
+        params = [self.n.array(v) for v in self.inputs] + ["S", "LF", "LI"]
+        w.line(f"def segment({', '.join(params)}):")
+        w._level = 1
+        w.comment("host: allocate results and launch the kernels in order")
+        if self.literal_defs:
+            w.comment("literals, in the dtype they are used in")
+            for line in self.literal_defs:
+                w.line(line)
+        w._level = 0
+        w._lines.extend(self.host.getvalue().rstrip("\n").split("\n"))
+        return w.getvalue()
+
+    # operands ---------------------------------------------------------------------------------
+
+    def _literal(self, kd: _Kernel, x: Any, dtype: Any) -> str:
+        slot = self.n.literal(x)
+        name = "L" + slot[1] + slot[3:-1]  # LF[3] -> LF3
+        self.literal_defs.append(f"{name} = {_CAST[np.dtype(dtype).name]}({slot})")
+        return kd.use(name)
+
+    def _operand(self, kd: _Kernel, x: Any, space: tuple, dtype: Any) -> str:
+        if not isinstance(x, Var):
+            return self._literal(kd, x, dtype)
+        if id(x) in kd.locals:
+            return self.n.scalar(x)
+        name = self.n.array(x)
+        if x.ndim == 0:
+            return f"{kd.use(name)}[0]"  # a 0-d value from another kernel: shape (1,)
+        if self._flat:
+            return f"{kd.use(name + '_1d', self._flat_view(name))}[_t]"
+        lead = len(space) - x.ndim
+        idx = []
+        for d in range(x.ndim):
+            broadcast = x.shape[d] == 1 and space[lead + d] != 1
+            idx.append("0" if broadcast else f"i{lead + d}")
+        return f"{kd.use(name)}[{', '.join(idx)}]"
+
+    def _flat_view(self, name: str) -> str:
+        return f"{name}.reshape({self._total})"
+
+    def _assign(self, kd: _Kernel, e: Any, space: tuple) -> None:
+        operands = e.inputs[1:] if e.op.name == "where" else e.inputs
+        ctx = result_type(*operands) if operands else e.out.dtype
+        ops = [self._operand(kd, x, space, ctx) for x in e.inputs]
+        kd.w.comment(eqn_comment(self.n, e, ops))
+        expr = scalar_expr(e, ops, lambda x: self._literal(kd, x, e.out.dtype), fast=False)
+        kd.w.line(f"{self.n.scalar(e.out)} = {_cast(e.out)}({expr})")
+        kd.locals.add(id(e.out))
+
+    def _alloc(self, v: Var) -> None:
+        """Host: allocate v's device array (0-d values as shape (1,))."""
+        shape = ", ".join(self.n.dims(v)) if v.ndim else "1"
+        if v.ndim > 1:
+            shape = f"({shape})"
+        dtype = _cast(v)
+        self.host.line(f"{self.n.array(v)} = cuda.device_array({shape}, {dtype})")
+
+    def _launch(self, kd: _Kernel, config: str) -> None:
+        self.defs.append(kd)
+        args = ", ".join(kd.params.values())
+        self.host.line(f"{kd.name}[{config}]({args})")
+
+    # loop kernels -----------------------------------------------------------------------------
+
+    def _loop(self, index: int, k: Any) -> None:
+        n, host = self.n, self.host
+        space = tuple(k.space)
+        rank = len(space)
+        body_ids = {id(e.out) for e in k.body}
+        atomic = [
+            e
+            for e in k.reductions
+            if e.out.ndim == 0 and e.op.name in ATOMIC and e.inputs[0].dtype.kind == "f"
+        ]
+        deferred = [e for e in k.reductions if e not in atomic]
+        stored = list(k.materialize)
+        for e in deferred:  # a reduction in its own kernel reads its input from memory
+            x = e.inputs[0]
+            if id(x) in body_ids and all(v is not x for v in stored):
+                stored.append(x)
+        if rank:
+            sv = k.space_var()
+            host.comment(f"kernel {index}: loop over the shape of {n.array(sv)} (rank {rank})")
+            for d, dim in enumerate(n.dims(sv)):
+                host.line(f"n{d} = {dim}")
+        else:
+            host.comment(f"kernel {index}: scalar operations (one thread)")
+        self._total = " * ".join(f"n{d}" for d in range(rank)) or "1"
+        for v in stored:
+            self._alloc(v)
+        for e in k.prologue:
+            self._alloc(e.out)
+        for e in atomic:
+            host.line(f"acc_{n.array(e.out)} = zeros(1, np.float64)")
+
+        kd = _Kernel(f"kernel{index}")
+        dims = [kd.use(f"n{d}") for d in range(rank)]
+        del dims
+        w = kd.w
+        if k.prologue:
+            w.comment("prologue: 0-d values every thread computes (thread 0 stores them)")
+        for e in k.prologue:
+            self._assign(kd, e, space)
+        if k.prologue:
+            with w.block("if cuda.grid(1) == 0:"):
+                for e in k.prologue:
+                    w.line(f"{kd.use(n.array(e.out))}[0] = {n.scalar(e.out)}")
+        if rank and (k.body or atomic):
+            for e in atomic:
+                w.line(f"acc_{n.array(e.out)}_ = 0.0  # this thread's partial sum (float64)")
+            self._flat = self._flattenable(k, stored, deferred)
+            w.line("_t = cuda.grid(1)")
+            if self._flat:
+                w.comment("every array here has the loop's full shape: flat indexing")
+            with w.block(f"while _t < {self._total}:"):
+                if not self._flat:
+                    self._unravel(w, "_t", list(range(rank)))
+                for e in k.body:
+                    self._assign(kd, e, space)
+                    if any(v is e.out for v in stored):
+                        target = self._store_target(kd, e.out, rank)
+                        w.line(f"{target} = {n.scalar(e.out)}")
+                for e in atomic:
+                    x = self._operand(kd, e.inputs[0], space, None)
+                    w.comment(eqn_comment(n, e) + "  (accumulate)")
+                    w.line(f"acc_{n.array(e.out)}_ += {x}")
+                w.line("_t += cuda.gridsize(1)")
+            self._flat = False
+            if atomic:
+                self._block_sums(kd, [f"acc_{n.array(e.out)}" for e in atomic])
+        if rank and (k.body or atomic):
+            self._launch(kd, f"grid({self._total})")
+        elif k.prologue:
+            self._launch(kd, "1, 1")
+
+        for e in deferred:
+            self._reduce_kernel(index, e, space)
+
+        if atomic or k.epilogue:
+            for e in atomic + k.epilogue:
+                self._alloc(e.out)
+            fin = _Kernel(f"kernel{index}_finish")
+            for d in range(rank):
+                fin.use(f"n{d}")
+            for e in atomic:
+                name = n.array(e.out)
+                value = f"{fin.use('acc_' + name)}[0]"
+                if e.op.name == "mean":
+                    count = " * ".join(f"n{d}" for d in e.params["dims"]) or "1"
+                    value = f"{value} / ({count})"
+                fin.w.comment(eqn_comment(n, e))
+                fin.w.line(f"{n.scalar(e.out)} = {_cast(e.out)}({value})")
+                fin.locals.add(id(e.out))
+            if k.epilogue:
+                fin.w.comment("epilogue: 0-d values after the loop")
+            for e in k.epilogue:
+                self._assign(fin, e, space)
+            for e in atomic + k.epilogue:
+                fin.w.line(f"{fin.use(n.array(e.out))}[0] = {n.scalar(e.out)}")
+            self._launch(fin, "1, 1")
+
+    def _flattenable(self, k: Any, stored: list, deferred: list) -> bool:
+        space = tuple(k.space)
+        if len(space) < 2:
+            return False
+        made = {id(e.out) for e in k.body}
+        arrays = [
+            x
+            for e in k.body + [r for r in k.reductions if r not in deferred]
+            for x in e.inputs
+            if isinstance(x, Var) and x.ndim and id(x) not in made
+        ]
+        return all(tuple(v.shape) == space for v in arrays + stored)
+
+    def _unravel(self, w: SourceWriter, flat: str, dims: list[int]) -> None:
+        """`i2 = t % n2; q = t // n2; i1 = q % n1; ...`: a flat index into loop indices."""
+        if len(dims) == 1:
+            w.line(f"i{dims[0]} = {flat}")
+            return
+        w.line(f"_q = {flat}")
+        for d in reversed(dims[1:]):
+            w.line(f"i{d} = _q % n{d}")
+            w.line(f"_q = _q // n{d}")
+        w.line(f"i{dims[0]} = _q")
+
+    def _store_target(self, kd: _Kernel, v: Var, rank: int) -> str:
+        name = self.n.array(v)
+        if self._flat:
+            return f"{kd.use(name + '_1d', self._flat_view(name))}[_t]"
+        return f"{kd.use(name)}[{', '.join(f'i{d}' for d in range(rank))}]"
+
+    def _block_sums(self, kd: _Kernel, accs: list[str]) -> None:
+        """Per-thread partial sums -> one atomic add per block (a tree in shared memory)."""
+        w = kd.w
+        w.comment("combine the block's partial sums in shared memory, then one atomic add")
+        for a in accs:
+            w.line(f"sh_{a} = cuda.shared.array(TPB, float64)")
+            w.line(f"sh_{a}[cuda.threadIdx.x] = {a}_")
+        w.line("cuda.syncthreads()")
+        w.line("_s = cuda.blockDim.x // 2")
+        with w.block("while _s > 0:"):
+            with w.block("if cuda.threadIdx.x < _s:"):
+                for a in accs:
+                    w.line(f"sh_{a}[cuda.threadIdx.x] += sh_{a}[cuda.threadIdx.x + _s]")
+            w.line("cuda.syncthreads()")
+            w.line("_s //= 2")
+        with w.block("if cuda.threadIdx.x == 0:"):
+            for a in accs:
+                w.line(f"cuda.atomic.add({kd.use(a)}, 0, sh_{a}[0])")
+
+    def _reduce_kernel(self, index: int, e: Any, space: tuple) -> None:
+        """One block per output element; the block's threads stride over the reduced ones."""
+        n, host = self.n, self.host
+        rank = len(space)
+        x = e.inputs[0]
+        name = n.array(e.out)
+        op = e.op.name
+        reduced = [d for d in range(rank) if d in e.params["dims"]]
+        kept = [d for d in range(rank) if d not in reduced]
+        self._alloc(e.out)
+        kd = _Kernel(f"kernel{index}_{op}_{name}")
+        for d in range(rank):
+            kd.use(f"n{d}")
+        w = kd.w
+        xs = kd.use(n.array(x))
+        out = kd.use(name)
+        m = " * ".join(f"n{d}" for d in kept) or "1"
+        kcount = " * ".join(f"n{d}" for d in reduced) or "1"
+        w.comment(eqn_comment(n, e) + "  (one block per element of the result)")
+        integer = x.dtype.kind != "f"
+        acc_t = "int64" if integer else "float64"
+        w.line(f"_sh = cuda.shared.array(TPB, {acc_t})")
+        w.line("_tid = cuda.threadIdx.x")
+        w.line("_o = cuda.blockIdx.x")
+        with w.block(f"while _o < {m}:"):
+            if kept:
+                self._unravel(w, "_o", kept)
+            read = f"{xs}[{', '.join(f'i{d}' for d in range(rank))}]"
+            passes = [("amax", "max")] if op == "logsumexp" else [(op, op)]
+            if op == "logsumexp":
+                passes.append(("sumexp", "sum"))
+            for kind, combine in passes:
+                init = _acc_init(combine if combine != "max" else "amax", "i" if integer else "f")
+                init = init.replace("np.inf", "math.inf")
+                if kind == "sumexp":
+                    init = "0.0"
+                w.line(f"_acc = {init}")
+                w.line("_r = _tid")
+                with w.block(f"while _r < {kcount}:"):
+                    self._unravel(w, "_r", reduced)
+                    value = read if kind != "sumexp" else f"math.exp({read} - _shift)"
+                    w.line(f"_v = {value}")
+                    w.line(_combine_nan(combine, "_acc", "_v"))
+                    w.line("_r += cuda.blockDim.x")
+                w.line("_sh[_tid] = _acc")
+                w.line("cuda.syncthreads()")
+                w.line("_s = cuda.blockDim.x // 2")
+                with w.block("while _s > 0:"):
+                    with w.block("if _tid < _s:"):
+                        w.line(_combine_nan(combine, "_sh[_tid]", "_sh[_tid + _s]"))
+                    w.line("cuda.syncthreads()")
+                    w.line("_s //= 2")
+                w.line("_total = _sh[0]")
+                w.line("cuda.syncthreads()  # _sh is reused next")
+                if kind == "amax" and op == "logsumexp":
+                    w.line("_shift = _total if abs(_total) < math.inf else 0.0")
+            if op == "logsumexp":
+                w.line("_total = _shift + math.log(_total) if _total == _total else _total")
+            if op == "mean":
+                w.line(f"_total = _total / ({kcount})")
+            with w.block("if _tid == 0:"):
+                if e.out.ndim == 0:
+                    idx = "0"
+                else:
+                    parts = []
+                    for d in range(rank):
+                        if d in reduced:
+                            if e.params["keepdim"]:
+                                parts.append("0")
+                        else:
+                            parts.append(f"i{d}")
+                    idx = ", ".join(parts)
+                w.line(f"{out}[{idx}] = {_cast(e.out)}(_total)")
+            w.line("_o += cuda.gridDim.x")
+        host.comment(f"{op} of {n.array(x)}: one block per element of {name}")
+        self._launch(kd, f"reduce_grid({m})")
+
+    # library calls ----------------------------------------------------------------------------
+
+    def _call(self, index: int, k: Any) -> None:
+        n, host = self.n, self.host
+        e = k.eqn
+        host.comment(f"kernel {index}: {e.op.name}")
+        host.comment(eqn_comment(n, e))
+        x = e.inputs[0]
+        xs = n.array(x)
+        target = n.array(e.out)
+        if e.op.name == "reshape":
+            shape = ", ".join(n.dims(e.out)) if e.out.ndim else "1"
+            host.line(f"{target} = {xs}.reshape({shape})  # a view: arrays here are contiguous")
+        elif e.op.name == "matmul":
+            host.line(f"{target} = matmul({xs}, {n.array(e.inputs[1])}, {e.out.ndim})")
+        elif e.op.name == "permute":
+            self._permute(index, e)
+        else:  # pragma: no cover - partition only sends the ops above
+            raise AssertionError(e.op.name)
+
+    def _permute(self, index: int, e: Any) -> None:
+        """out[i0, i1, ...] = x[...]: out's dim d is x's dim perm[d]."""
+        n = self.n
+        perm = tuple(e.params["dims"])
+        rank = len(perm)
+        for d, dim in enumerate(n.dims(e.out)):
+            self.host.line(f"n{d} = {dim}")
+        self._total = " * ".join(f"n{d}" for d in range(rank)) or "1"
+        self._alloc(e.out)
+        kd = _Kernel(f"kernel{index}_permute")
+        for d in range(rank):
+            kd.use(f"n{d}")
+        xs = kd.use(n.array(e.inputs[0]))
+        out = kd.use(n.array(e.out))
+        w = kd.w
+        w.line("_t = cuda.grid(1)")
+        with w.block(f"while _t < {self._total}:"):
+            self._unravel(w, "_t", list(range(rank)))
+            src = [""] * rank
+            for d, p in enumerate(perm):
+                src[p] = f"i{d}"
+            w.line(f"{out}[{', '.join(f'i{d}' for d in range(rank))}] = {xs}[{', '.join(src)}]")
+            w.line("_t += cuda.gridsize(1)")
+        self._launch(kd, f"grid({self._total})")
+
+
+def _combine_nan(op: str, acc: str, x: str) -> str:
+    """Fold x into acc; max and min propagate NaN (as eager mode and PyTorch do)."""
+    if op in ("sum", "mean"):
+        return f"{acc} += {x}"
+    if op == "prod":
+        return f"{acc} *= {x}"
+    cmp = ">" if op in ("amax", "max") else "<"
+    return f"{acc} = {x} if ({x} {cmp} {acc} or {x} != {x}) else {acc}"

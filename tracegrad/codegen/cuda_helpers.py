@@ -1,0 +1,128 @@
+"""What generated CUDA modules import (`from tracegrad.codegen.cuda_helpers import ...`): the
+launch configuration, a zero-fill kernel for accumulators, and the tiled matmul.
+
+Bump HELPERS_VERSION when something here changes what a kernel computes: it is written into
+every generated module, so the module's hash (its cache key) changes with it.
+
+Launch configuration (runtime values, never written into a generated module):
+
+* `THREADS` threads per block: 256 on a GPU (8 warps), 16 under the simulator, where every
+  thread is a Python thread. Shared-memory arrays in generated kernels have `TPB = 256`
+  elements, the largest block the tree reductions are written for; a block must be a power of
+  two for them.
+* `grid(n)`: (blocks, threads) for a grid-stride loop over n elements, at most
+  `MAX_BLOCKS` blocks (32 per multiprocessor: enough resident warps to hide memory latency;
+  the loop strides over the rest, so any n runs).
+* `reduce_grid(m)`: one block per output element of a reduction, at most `MAX_BLOCKS`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..runtime.cuda_device import cuda, simulated
+
+HELPERS_VERSION = 1
+
+_cuda = cuda()
+TPB = 256
+THREADS = 16 if simulated() else TPB
+if simulated():
+    MAX_BLOCKS = 4
+else:  # pragma: no cover - needs a GPU
+    _sms = _cuda.get_current_device().MULTIPROCESSOR_COUNT
+    MAX_BLOCKS = 32 * int(_sms)
+
+
+def grid(n: int) -> tuple[int, int]:
+    """(blocks, threads) for a grid-stride loop over `n` elements."""
+    return max(1, min(MAX_BLOCKS, -(-int(n) // THREADS))), THREADS
+
+
+def reduce_grid(m: int) -> tuple[int, int]:
+    """(blocks, threads) for a reduction with `m` output elements, one block per element."""
+    return max(1, min(MAX_BLOCKS, int(m))), THREADS
+
+
+@_cuda.jit
+def _fill_zero(a):  # noqa: ANN001, ANN202
+    i = _cuda.grid(1)
+    while i < a.size:
+        a[i] = 0
+        i += _cuda.gridsize(1)
+
+
+def zeros(n: int, dtype: Any) -> Any:
+    """A zeroed device vector (an accumulator), without a host-to-device copy."""
+    a = _cuda.device_array(int(n), dtype)
+    _fill_zero[grid(n)](a)
+    return a
+
+
+# matmul: C = A @ B with 16x16 tiles staged in shared memory -----------------------------------
+
+TILE = 16
+
+
+def _make_matmul(dtype: Any) -> Any:
+    acc_type = dtype  # float64 tiles accumulate in float64, float32 ones in float32 like cuBLAS
+
+    @_cuda.jit
+    def matmul_kernel(a, b, c):  # noqa: ANN001, ANN202
+        # c[i, j] = sum_k a[i, k] * b[k, j]; each block computes one TILE x TILE tile of c,
+        # stepping along k one tile at a time through shared memory
+        sa = _cuda.shared.array((TILE, TILE), acc_type)
+        sb = _cuda.shared.array((TILE, TILE), acc_type)
+        tx = _cuda.threadIdx.x
+        ty = _cuda.threadIdx.y
+        m, k = a.shape
+        n = b.shape[1]
+        row0 = _cuda.blockIdx.y * TILE
+        col0 = _cuda.blockIdx.x * TILE
+        while row0 < m:  # grid-stride over tiles: any size runs with a capped grid
+            col0 = _cuda.blockIdx.x * TILE
+            while col0 < n:
+                i = row0 + ty
+                j = col0 + tx
+                total = acc_type(0)
+                for t0 in range(0, k, TILE):
+                    sa[ty, tx] = a[i, t0 + tx] if i < m and t0 + tx < k else acc_type(0)
+                    sb[ty, tx] = b[t0 + ty, j] if t0 + ty < k and j < n else acc_type(0)
+                    _cuda.syncthreads()
+                    for q in range(TILE):
+                        total += sa[ty, q] * sb[q, tx]
+                    _cuda.syncthreads()
+                if i < m and j < n:
+                    c[i, j] = total
+                col0 += _cuda.gridDim.x * TILE
+            row0 += _cuda.gridDim.y * TILE
+
+    return matmul_kernel
+
+
+_MATMUL = {np.dtype(np.float32): _make_matmul(np.float32), np.dtype(np.float64): None}
+_MATMUL[np.dtype(np.float64)] = _make_matmul(np.float64)
+
+
+def matmul(a: Any, b: Any, out_ndim: int) -> Any:
+    """`a @ b` for 1-D and 2-D device arrays (numpy's rules: a 1-D left operand is a row, a 1-D
+    right operand a column, and that dimension is dropped from the result). A 0-d result is
+    returned with shape (1,), as compiled CUDA code holds scalars."""
+    a2 = a.reshape(1, a.shape[0]) if a.ndim == 1 else a
+    b2 = b.reshape(b.shape[0], 1) if b.ndim == 1 else b
+    m, n = a2.shape[0], b2.shape[1]
+    c = _cuda.device_array((m, n), a.dtype)
+    tiles = max(1, min(MAX_BLOCKS, math.ceil(m / TILE))), max(1, min(MAX_BLOCKS, -(-n // TILE)))
+    if m and n:
+        if a2.shape[1] == 0:
+            _fill_zero[grid(m * n)](c.reshape(m * n))
+        else:
+            _MATMUL[np.dtype(a.dtype)][(tiles[1], tiles[0]), (TILE, TILE)](a2, b2, c)
+    if out_ndim == 0:
+        return c.reshape(1)
+    if out_ndim == 1:
+        return c.reshape(n if a.ndim == 1 else m)
+    return c

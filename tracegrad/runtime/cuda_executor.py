@@ -1,0 +1,172 @@
+"""The CUDA executable: a tape run as generated `numba.cuda` kernels (codegen/cuda.py).
+
+Same partition as the CPU (`fuse.partition`), same segments: each run of loop kernels and
+library calls (matmul included: a tiled kernel on the GPU) becomes one generated module with a
+host function that launches its kernels in order. Ops without a lowering (gather, conv2d, ...)
+run as host steps: their inputs are copied to the host, the numpy forward runs, the result is
+copied back (correct, and slow: `stats["host_steps"]` counts them, `f.source()` names them).
+
+Arguments may be host (numpy) or device arrays; host ones are copied in, device ones used as
+they are. Results are device arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..codegen.cpu import Naming, tape_names
+from ..fuse.partition import partition
+from ..tape.ir import Var
+from . import compile_cache
+from .cuda_device import (
+    as_kernel_array,
+    copy,
+    cuda,
+    from_kernel_array,
+    is_device_array,
+    to_host,
+)
+
+
+class _CudaSegment:
+    def __init__(self, inputs: list[Var], outputs: list[Var], source: str, fn: Any, naming: Naming):
+        self.inputs = inputs
+        self.outputs = outputs
+        self.source = source
+        self.fn = fn
+        self.naming = naming
+        self.S = naming.shape_table()
+        self.LF, self.LI = naming.literals()
+        self.in_keys = [id(v) for v in inputs]
+        self.out_keys = [id(v) for v in outputs]
+
+
+class CudaExecutable:
+    kind = "cuda"
+
+    def __init__(self, tape: Any, stats: dict) -> None:
+        from ..codegen.cuda import CudaSegmentWriter
+
+        self.cuda = cuda()
+        self.tape = tape
+        self.stats = stats
+        stats.setdefault("host_steps", 0)
+        self.kernels = partition(tape)
+        names = tape_names(tape)
+        self.consts = {
+            id(e.out): as_kernel_array(self.cuda.to_device(np.ascontiguousarray(e.params["value"])))
+            for e in tape.eqns
+            if e.op.name == "const"
+        }
+        cache = compile_cache.disk_enabled()
+        groups: list[Any] = []
+        for k in self.kernels:
+            if k.kind == "python":
+                groups.append(k)
+            elif groups and isinstance(groups[-1], list):
+                groups[-1].append(k)
+            else:
+                groups.append([k])
+        final = {id(x) for x in tape.outputs if isinstance(x, Var)}
+        final |= {id(w.value) for w in tape.writes if isinstance(w.value, Var)}
+        needed = set(final)
+        later: list[set[int]] = []
+        for g in reversed(groups):
+            later.append(set(needed))
+            for k in g if isinstance(g, list) else [g]:
+                for e in k.eqns:
+                    needed.update(id(x) for x in e.inputs if isinstance(x, Var))
+        later.reverse()
+        self.steps: list[Any] = []
+        for g, used_later in zip(groups, later):
+            if not isinstance(g, list):
+                self.steps.append(g)
+                continue
+            defined = {id(e.out) for k in g for e in k.eqns}
+            inputs: dict[int, Var] = {}
+            for k in g:
+                for e in k.eqns:
+                    for x in e.inputs:
+                        if isinstance(x, Var) and id(x) not in defined:
+                            inputs.setdefault(id(x), x)
+            outputs = [e.out for k in g for e in k.eqns if id(e.out) in used_later]
+            outputs = list({id(v): v for v in outputs}.values())
+            naming = Naming.of_segment(g, list(inputs.values()), names)
+            source = CudaSegmentWriter(naming, g, list(inputs.values()), outputs, cache).source()
+            fn = compile_cache.load(source)
+            self.steps.append(_CudaSegment(list(inputs.values()), outputs, source, fn, naming))
+        # results must not be an argument's array (or a view of one): those are copied
+        fresh: set[int] = set()
+        for k in self.kernels:
+            if k.kind == "call" and k.eqn.op.name == "reshape":
+                if id(k.eqn.inputs[0]) in fresh:
+                    fresh.add(id(k.eqn.out))
+            else:
+                fresh.update(id(e.out) for e in k.eqns)
+        self._fresh = fresh
+
+    def __call__(self, args: Sequence[Any], captured: Sequence[Any]) -> tuple:
+        to_device = self.cuda.to_device
+        env: dict[int, Any] = dict(self.consts)
+        for v, a in zip(self.tape.args + self.tape.captured, [*args, *captured]):
+            if not is_device_array(a):
+                a = to_device(np.ascontiguousarray(a, dtype=v.dtype))
+            elif a.dtype != v.dtype:
+                raise TypeError(f"tg.jit(device='cuda'): expected {v.dtype}, got {a.dtype}")
+            env[id(v)] = as_kernel_array(a)
+        for step in self.steps:
+            if type(step) is _CudaSegment:
+                fn = step.fn
+                first = not getattr(fn, "_tracegrad_seen", False)
+                result = fn(*[env[k] for k in step.in_keys], step.S, step.LF, step.LI)
+                if first:
+                    fn._tracegrad_seen = True
+                    self.stats["compiles"] += 1  # kernels compile at their first launch
+                for key, r in zip(step.out_keys, result):
+                    env[key] = r
+            else:
+                e = step.eqn
+                self.stats["host_steps"] += 1
+                vals = []
+                for x in e.inputs:
+                    if isinstance(x, Var):
+                        vals.append(to_host(env[id(x)]).reshape(x.shape))
+                    else:
+                        vals.append(x)
+                out = np.asarray(e.op.forward(*vals, **e.params), dtype=e.out.dtype)
+                env[id(e.out)] = as_kernel_array(to_device(np.ascontiguousarray(out)))
+        outputs = []
+        for x in self.tape.outputs:
+            if isinstance(x, Var):
+                value = from_kernel_array(env[id(x)], x.ndim)
+                outputs.append(value if id(x) in self._fresh else copy(value))
+            else:
+                outputs.append(from_kernel_array(to_device(np.asarray(x)), 0))
+        writes = []
+        for w in self.tape.writes:
+            if w.value is None:
+                writes.append(None)
+            elif isinstance(w.value, Var):
+                value = from_kernel_array(env[id(w.value)], w.value.ndim)
+                writes.append(value if id(w.value) in self._fresh else copy(value))
+            else:
+                writes.append(to_device(np.asarray(w.value)))
+        return tuple(outputs), tuple(writes)
+
+    def source(self) -> str:
+        parts = []
+        for n, step in enumerate(self.steps):
+            if isinstance(step, _CudaSegment):
+                parts.append(
+                    f"# ---- CUDA segment {n} (local names; tape names: "
+                    f"{step.naming.legend()}) ----\n{step.source}"
+                )
+            else:
+                parts.append(
+                    f"# ---- step {n}: {step.eqn.op.name} runs on the host (numpy forward; "
+                    "inputs copied to the host and the result back) ----\n"
+                )
+        return "\n".join(parts)
