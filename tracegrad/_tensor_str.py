@@ -167,6 +167,9 @@ def tensor_repr(t: Any) -> str:
     indent = len(prefix)
     a = t._data
     suffixes = []
+    if type(a) is not np.ndarray:  # a CUDA tensor: print a host copy, and say where it lives
+        a = t._host()
+        suffixes.append(f"device='{t.device}'")
     if a.size == 0:
         if a.ndim != 1:
             suffixes.append("size=" + str(tuple(a.shape)))

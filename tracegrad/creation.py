@@ -52,8 +52,10 @@ def _random_allowed(fn: str) -> None:
 
 
 def _finish(arr: np.ndarray, requires_grad: bool, device: Any) -> Tensor:
-    if device is not None:
-        _check_device(device)
+    if device is not None and _check_device(device).type == "cuda":
+        from .runtime.cuda_device import to_device
+
+        arr = to_device(arr)
     t = Tensor._wrap(arr)
     if requires_grad:
         t.requires_grad_(True)

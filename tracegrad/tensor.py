@@ -44,39 +44,61 @@ tracing = _TraceSlot()
 
 
 class Device:
-    """Where a tensor's data lives. Compares equal to its name: `t.device == "cpu"`."""
+    """Where a tensor's data lives: `cpu`, or `cuda:0` (the current GPU). Compares equal to its
+    name: `t.device == "cpu"`, `t.device == "cuda"`."""
 
     __slots__ = ("type",)
 
     def __init__(self, type: str = "cpu") -> None:  # noqa: A002 - PyTorch's name
         self.type = type
 
+    @property
+    def index(self) -> int | None:
+        return 0 if self.type == "cuda" else None
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Device):
             return self.type == other.type
-        return self.type == other
+        return isinstance(other, str) and other in (self.type, str(self))
 
     def __hash__(self) -> int:
         return hash(self.type)
 
     def __str__(self) -> str:
-        return self.type
+        return "cuda:0" if self.type == "cuda" else self.type
 
     def __repr__(self) -> str:
+        if self.type == "cuda":
+            return "device(type='cuda', index=0)"
         return f"device(type='{self.type}')"
 
 
 CPU = Device("cpu")
+CUDA = Device("cuda")
 
 
-def _check_device(device: Any) -> None:
-    name = str(device).split(":")[0]
-    if name != "cpu":
-        raise RuntimeError(
-            f"tracegrad: device {str(device)!r} is not available for eager tensors; tensors live "
-            "on the CPU ('cpu'). Compiled functions choose their target with "
-            "tg.jit(f, device=...)."
-        )
+def _check_device(device: Any) -> Device:
+    """The Device named by `device` ('cpu', 'cuda', 'cuda:0' or a Device), checked to exist."""
+    name = str(device)
+    if name == "cpu":
+        return CPU
+    if name in ("cuda", "cuda:0"):
+        from .runtime.cuda_device import cuda
+
+        cuda()  # a clear error when there is no GPU (and no simulator)
+        return CUDA
+    raise RuntimeError(
+        f"tracegrad: unknown device {name!r}; tensors live on 'cpu' or 'cuda' (one GPU: 'cuda:0')"
+    )
+
+
+def _move(data: Any, device: Device) -> Any:
+    """`data` on `device` (the same array when it is already there)."""
+    from .runtime import cuda_device
+
+    if device.type == "cuda":
+        return cuda_device.to_device(data)
+    return cuda_device.to_host(data)
 
 
 class Tensor:
@@ -130,7 +152,9 @@ class Tensor:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self._data.shape
+        data = self._data
+        # (a device array's shape is a tuple-like object: the simulator's misreads shape[-1])
+        return data.shape if type(data) is np.ndarray else tuple(data.shape)
 
     @property
     def dtype(self) -> np.dtype:
@@ -142,7 +166,23 @@ class Tensor:
 
     @property
     def device(self) -> Device:
-        return CPU
+        data = self._data
+        if type(data) is np.ndarray or type(data) is Var:
+            return CPU
+        return CUDA
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def _host(self) -> np.ndarray:
+        """The data as a host array: the array itself on the CPU, a copy of a CUDA tensor's."""
+        data = self._data
+        if type(data) is np.ndarray:
+            return data
+        if type(data) is Var:
+            return self._concrete("reading a tensor's values")
+        return data.copy_to_host()
 
     @property
     def data(self) -> Tensor:
@@ -192,8 +232,8 @@ class Tensor:
 
     def size(self, dim: int | None = None) -> Any:
         if dim is None:
-            return self._data.shape
-        return self._data.shape[dim]
+            return self.shape
+        return self.shape[dim]
 
     def numel(self) -> int:
         return int(self._data.size)
@@ -210,7 +250,9 @@ class Tensor:
         return self._data.itemsize
 
     def is_contiguous(self) -> bool:
-        return type(self._data) is Var or bool(self._data.flags.c_contiguous)
+        if type(self._data) is Var or type(self._data) is not np.ndarray:
+            return True  # traced values and CUDA arrays are contiguous
+        return bool(self._data.flags.c_contiguous)
 
     def _concrete(self, what: str) -> np.ndarray:
         """The data as an array; while tracing (or after a trace) there is none."""
@@ -308,6 +350,13 @@ class Tensor:
     def numpy(self, *, force: bool = False) -> np.ndarray:
         """The underlying numpy array (shared memory, like PyTorch)."""
         data = self._concrete("Tensor.numpy()")
+        if type(data) is not np.ndarray:
+            if not force:
+                raise TypeError(
+                    "can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() to copy "
+                    "the tensor to host memory first."
+                )
+            data = data.copy_to_host()
         if self._requires_grad and not force:
             raise RuntimeError(
                 "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
@@ -328,10 +377,11 @@ class Tensor:
                 f"a Tensor with {self._data.size} elements cannot be converted to Scalar "
                 f"(shape {tuple(self.shape)}); index one element first, e.g. t[0].item()"
             )
-        return self._data.reshape(()).item()
+        return self._host().reshape(()).item()
 
     def tolist(self) -> Any:
-        return self._concrete("Tensor.tolist()").tolist()
+        self._concrete("Tensor.tolist()")
+        return self._host().tolist()
 
     def __bool__(self) -> bool:
         self._concrete("bool() (an `if` or `while` on a tensor)")
@@ -340,7 +390,7 @@ class Tensor:
                 f"Boolean value of Tensor with more than one value is ambiguous (shape "
                 f"{tuple(self.shape)}); use .any() or .all()"
             )
-        return bool(self._data.reshape(()))
+        return bool(self._host().reshape(()))
 
     def __float__(self) -> float:
         self._concrete("float()")
@@ -385,10 +435,10 @@ class Tensor:
                 "Only Tensors created explicitly by the user (graph leaves) support the deepcopy "
                 "protocol; detach() first"
             )
-        t = type(self)._wrap(self._data.copy())
+        t = type(self)._wrap(_copy_data(self._data))
         t._requires_grad = self._requires_grad
         if self._grad is not None:
-            t._grad = Tensor._wrap(self._grad._data.copy())
+            t._grad = Tensor._wrap(_copy_data(self._grad._data))
         memo[id(self)] = t
         return t
 
@@ -406,14 +456,22 @@ class Tensor:
                 dtype = a.dtype
             else:
                 dtype = a
-        if device is not None:
-            _check_device(device)
+        t = self
         if dtype is not None and np.dtype(dtype) != self.dtype:
-            return self.astype(dtype)
-        return self
+            t = t.astype(dtype)
+        if device is not None:
+            device = _check_device(device)
+            if device != t.device:
+                t = _to_device_tensor(t, device)
+        return t
 
     def cpu(self) -> Tensor:
-        return self
+        """This tensor on the CPU (itself when it is there); differentiable, as PyTorch's."""
+        return self.to("cpu")
+
+    def cuda(self) -> Tensor:
+        """This tensor on the GPU (itself when it is there); differentiable, as PyTorch's."""
+        return self.to("cuda")
 
     def astype(self, dtype: Any) -> Tensor:
         dtype = np.dtype(dtype)
@@ -595,6 +653,8 @@ class Tensor:
         tracer = tracing.tracer
         if tracer is not None:
             return self._inplace_traced(tracer, op, args, params)
+        if type(self._data) is not np.ndarray:
+            return _inplace_device(self, op, args, params)
         if not self._data.flags.writeable:
             raise RuntimeError(
                 f"{op.name}_: this tensor's memory cannot be written (an expand()ed view, or a "
@@ -673,6 +733,88 @@ def _inplace_traced(self: Tensor, tracer: Any, op: Any, args: tuple, params: dic
     return self
 
 
+def _inplace_device(self: Tensor, op: Any, args: tuple, params: dict) -> Tensor:
+    """In place on a CUDA tensor: the op runs out of place on the GPU and its result is copied
+    into this tensor's device array (tensors sharing the array -- detach(), .data -- see it)."""
+    recording = _grad_state.enabled and (
+        self._requires_grad or any(isinstance(a, Tensor) and a._requires_grad for a in args)
+    )
+    if recording and self.grad_fn is None and self._requires_grad:
+        raise _leaf_inplace_error(op, self)
+    if self._base is not None and self._base._data is not self._data:
+        raise RuntimeError(
+            f"{op.name}_: in-place change of a view (shape {tuple(self.shape)}) of a CUDA tensor. "
+            "Views of CUDA tensors are copies in tracegrad, so the change would not reach the "
+            "base; change the base itself (x[0] = value, or x.copy_(...)), or clone() the view "
+            "to own it."
+        )
+    old = Tensor._wrap(_copy_data(self._data) if recording and 0 in op.saves else self._data)
+    if recording:
+        old.grad_fn = self.grad_fn
+        old._requires_grad = self._requires_grad
+    res = op(old, *args, **params)
+    _check_inplace_cast(op, res.dtype, self.dtype)
+    _check_inplace_shape(op, res.shape, self.shape)
+    if res.dtype != self.dtype:
+        with _no_grad_ctx():
+            res_data = ops.astype(res, dtype=self.dtype)._data
+    else:
+        res_data = res._data
+    if res_data.size:
+        self._data.copy_to_device(res_data)
+    _take_over(self, res, recorded=recording)
+    return self
+
+
+def _no_grad_ctx() -> Any:
+    from .autograd.grad_mode import no_grad
+
+    return no_grad()
+
+
+def _copy_data(data: Any) -> Any:
+    """A copy of a tensor's data, on the same device."""
+    if type(data) is np.ndarray:
+        return data.copy()
+    from .runtime.cuda_device import copy
+
+    return copy(data)
+
+
+def _to_device_forward(x: Any, device: str, source: str) -> Any:
+    return _move(x, CUDA if device == "cuda" else CPU)
+
+
+def _to_device_abstract(x: Any, device: str, source: str) -> Aval:
+    return Aval(x.shape, x.dtype)
+
+
+# `.to(device)` as a node of the graph (PyTorch's ToCopyBackward0): the gradient goes back to
+# the source device. Not in the op table: it is not traceable (a jitted function's device is
+# the jit target's).
+_TO_DEVICE = ops.OpDef(
+    name="to_device",
+    forward=_to_device_forward,
+    abstract=_to_device_abstract,
+    vjp=(lambda g, out, x, device, source: g.to(source),),
+    grad_name="ToCopyBackward0",
+    kind="device",
+)
+
+
+def _to_device_tensor(t: Tensor, device: Device) -> Tensor:
+    if tracing.tracer is not None:
+        raise TracerError(
+            f"Tensor.to({str(device)!r}) inside tg.jit: a jitted function runs where its "
+            "target says (tg.jit(f, device='cuda')); move tensors before calling it"
+        )
+    t._concrete("Tensor.to(device)")
+    out = Tensor._wrap(_move(t._data, device))
+    if t._requires_grad and _grad_state.enabled:
+        _record(_TO_DEVICE, (t,), {"device": device.type, "source": t.device.type}, out)
+    return out
+
+
 def _is_one(value: Any) -> bool:
     return is_scalar(value) and value == 1
 
@@ -729,7 +871,7 @@ def _check_inplace_cast(op: Any, result: np.dtype, target: np.dtype) -> None:
 def _to_array(data: Any, dtype: Any) -> np.ndarray:
     """User data -> a fresh array, with PyTorch's default dtypes for Python data."""
     if isinstance(data, Tensor):
-        arr = np.array(data._data, copy=True)
+        arr = np.array(data._host(), copy=True)
     elif isinstance(data, (np.ndarray, np.generic)):
         arr = np.array(data, copy=True)
     else:
@@ -832,10 +974,13 @@ def dispatch(op: ops.OpDef, args: tuple, params: dict) -> Tensor:
         return _dispatch_traced(tracer, op, args, params)
     datas = []
     record = False
+    on_device = False
     for a in args:
         if isinstance(a, Tensor):
-            if type(a._data) is Var:
-                raise escaped(a._data.aval)
+            if type(a._data) is not np.ndarray:
+                if type(a._data) is Var:
+                    raise escaped(a._data.aval)
+                on_device = True
             datas.append(a._data)
             if a._requires_grad:
                 record = True
@@ -846,6 +991,8 @@ def dispatch(op: ops.OpDef, args: tuple, params: dict) -> Tensor:
                 f"{op.name}: expected Tensors or numbers, got {type(a).__name__}; convert with "
                 "tg.tensor(...)"
             )
+    if on_device:
+        return _dispatch_device(op, args, params, record)
     try:
         out = op.forward(*datas, **params)
     except Exception as e:  # explain in the op's terms, with shapes
@@ -875,6 +1022,22 @@ def dispatch(op: ops.OpDef, args: tuple, params: dict) -> Tensor:
             t._version = first._version
             t._base = first._base if first._base is not None else first
             t._view_rec = first._version[1]
+    if record and _grad_state.enabled and op.vjp is not None:
+        _record(op, args, params, t)
+    return t
+
+
+def _dispatch_device(op: ops.OpDef, args: tuple, params: dict, record: bool) -> Tensor:
+    """An op on CUDA tensors: one compiled op through the CUDA target (runtime/cuda_eager.py)."""
+    from .runtime.cuda_eager import run_op
+
+    t = Tensor._wrap(run_op(op, args, params))
+    if op.kind in _VIEW_KINDS and isinstance(args[0], Tensor):
+        # a view op on the GPU returns a copy: remember the base, so that an in-place change
+        # through it (which would not reach the base) is refused, not silently lost
+        first = args[0]
+        t._base = first._base if first._base is not None else first
+        t._view_rec = first._version[1]
     if record and _grad_state.enabled and op.vjp is not None:
         _record(op, args, params, t)
     return t

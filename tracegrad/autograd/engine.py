@@ -21,7 +21,7 @@ import numpy as np
 from .. import ops
 from ..tape.ir import Var
 from ..tensor import Tensor, _as_tensor, tracing, unpack_out
-from .grad_mode import state
+from .grad_mode import no_grad, state
 from .node import FREED_MESSAGE, AccumulateGrad, Node
 
 
@@ -100,6 +100,8 @@ def _make_grads(outputs: Sequence[Tensor], grad_outputs: Sequence[Any] | None) -
                     f"respect to it: out.backward(gradient=tg.ones_like(out)) sums the outputs"
                 )
             g = Tensor._wrap(np.ones(out.shape, dtype=out.dtype))
+            if out.device != "cpu":
+                g = Tensor._wrap(g.to(out.device)._data)
         else:
             g = _as_tensor(g)
             if tuple(g.shape) != tuple(out.shape):
@@ -265,6 +267,19 @@ def _accumulate_grad(t: Tensor, g: Tensor, create_graph: bool) -> None:
             t.grad = Tensor._wrap(g._data)
         else:
             t.grad._inplace(ops.add, g)
+        return
+    if type(g._data) is not np.ndarray or type(t._data) is not np.ndarray:  # CUDA tensors
+        if g.device != t.device:
+            raise RuntimeError(
+                f"backward: the gradient of a tensor on {t.device} arrived on {g.device} (shape "
+                f"{tuple(g.shape)}); keep a computation's tensors on one device"
+            )
+        with no_grad():
+            g = g.astype(t.dtype)
+            if t.grad is None:
+                t.grad = Tensor._wrap(g.clone()._data)
+            else:
+                t.grad._inplace(ops.add, g)
         return
     if t.grad is None:
         t.grad = Tensor._wrap(np.array(g._data, dtype=t.dtype, copy=True))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd.grad_mode import no_grad
-from ..tensor import Tensor, _check_device
+from ..tensor import Tensor, _check_device, _move
 from .parameter import Parameter
 
 
@@ -254,7 +254,17 @@ class Module:
             else:
                 dtype = a
         if device is not None:
-            _check_device(device)
+            device = _check_device(device)
+            # in place on the same Parameter objects, as PyTorch's Module.to (optimizer state
+            # made before the move stays where it was: move the module first)
+            for m in self.modules():
+                for store in (m._parameters, m._buffers):
+                    for t in store.values():
+                        if t is not None and t.device != device:
+                            t._data = _move(t._data, device)
+                            t._version[0] += 1
+                            if t._grad is not None:
+                                t._grad = t._grad.detach().to(device)
         if dtype is not None:
             dtype = np.dtype(dtype)
             if dtype.kind != "f":
@@ -263,7 +273,7 @@ class Module:
                 for store in (m._parameters, m._buffers):
                     for t in store.values():
                         if t is not None and t.dtype.kind == "f" and t.dtype != dtype:
-                            t._data = t._data.astype(dtype)
+                            t._data = t.detach().astype(dtype)._data
                             t._version[0] += 1
                             if t._grad is not None:
                                 t._grad = t._grad.astype(dtype)
@@ -276,7 +286,10 @@ class Module:
         return self.to(np.float64)
 
     def cpu(self) -> Module:
-        return self
+        return self.to("cpu")
+
+    def cuda(self) -> Module:
+        return self.to("cuda")
 
     # state dicts ---------------------------------------------------------------------------
 
