@@ -224,3 +224,51 @@ def test_in_place_through_a_view_of_a_cuda_tensor_is_refused():
     d = x.detach()  # detach() shares the data, as in PyTorch
     d.mul_(2.0)
     assert x.sum().item() == 6.0
+
+
+GPU = pytest.mark.skipif(
+    cuda_device.simulated(), reason="needs a real GPU (NUMBA_ENABLE_CUDASIM=0)"
+)
+
+
+@pytest.mark.gpu
+@GPU
+def test_a_new_process_loads_cuda_kernels_from_the_disk_cache(tmp_path):
+    code = (
+        "import tracegrad as tg\n"
+        "f = tg.jit(tg.value_and_grad(lambda x: ((2 * x + 1) ** 2).mean()), device='cuda')\n"
+        "f(tg.ones(4, 5, device='cuda'))\n"
+        "print(f.stats['compiles'], f.stats['disk_hits'])\n"
+    )
+    env = dict(os.environ, TRACEGRAD_CACHE_DIR=str(tmp_path))
+    runs = [
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        for _ in range(2)
+    ]
+    assert runs[0].stdout.split() == ["1", "0"], runs[0].stderr
+    assert runs[1].stdout.split() == ["0", "1"], runs[1].stderr
+
+
+@pytest.mark.gpu
+@GPU
+def test_large_shapes_on_a_real_gpu():
+    # more elements than one grid covers (grid-stride), rows longer than a block
+    a = RNG.standard_normal((300, 2000)).astype(np.float32)
+    x = tg.tensor(a, device="cuda")
+    f = tg.jit(lambda x: (x.softmax(1) * x).sum(1).mean() + (x @ x.T).mean(), device="cuda")
+    want = (lambda x: (x.softmax(1) * x).sum(1).mean() + (x @ x.T).mean())(tg.tensor(a))
+    np.testing.assert_allclose(f(x).item(), want.item(), rtol=1e-4)
+
+
+@pytest.mark.gpu
+@GPU
+def test_pooled_result_buffers_are_never_reused_while_held():
+    # results of 1 MiB and more come from a pool; one the caller keeps (or a view of it) must
+    # not be handed out again
+    f = tg.jit(lambda x: x * 2 + 1, device="cuda")
+    a = tg.ones(1 << 19, device="cuda")
+    first = f(a)
+    view = f(a).reshape(1 << 10, 1 << 9)  # only a view of the second result survives
+    third = f(a * 3)
+    assert first.cpu().numpy().max() == 3.0 and view.cpu().numpy().max() == 3.0
+    assert third.cpu().numpy().max() == 7.0

@@ -20,9 +20,10 @@ size-generic parameters (`S`, `LF`, `LI`; codegen/cpu.py), written as one module
   order; launch sizes come from `grid(n)` / `reduce_grid(m)` at run time.
 
 0-d values live in device arrays of shape (1,) between kernels (read as `x[0]`); inside a
-kernel they are locals (`x_`), as body values are. The kernels' own variables start with an
-underscore (`_t`, `_acc`), which no tape name does. Every 0-d result is stored once: its
-kernel's first thread stores prologue values, the `_finish` kernel the rest.
+kernel they are locals (`x_`), as body values are. A 0-d result is stored once when something
+after its kernel reads it: prologue values by the kernel's first thread, the rest by the
+`_finish` kernel. The kernels' own variables start with an underscore (`_t`, `_acc`), which no
+tape name does.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 from ..ops.core import result_type
 from ..tape.ir import Var
 from .cpu import _CAST, Naming, _acc_init, _cast, eqn_comment, scalar_expr
+from .cuda_helpers import HELPERS_VERSION  # (imported after the CUDA check: runtime/)
 from .source import SourceWriter
 
 ATOMIC = frozenset(("sum", "mean"))
@@ -76,6 +78,15 @@ class CudaSegmentWriter:
         self.defs: list[_Kernel] = []
         self.literal_defs: list[str] = []
         self._flat = False
+        # which kernels read each var (a prologue value is stored only when another reads it)
+        self.readers: dict[int, set[int]] = {}
+        for i, k in enumerate(kernels):
+            for e in k.eqns:
+                for x in e.inputs:
+                    if isinstance(x, Var):
+                        self.readers.setdefault(id(x), set()).add(i)
+        for v in outputs:
+            self.readers.setdefault(id(v), set()).add(-1)
 
     # the module -------------------------------------------------------------------------------
 
@@ -94,7 +105,9 @@ class CudaSegmentWriter:
         w.line("import numpy as np")
         w.line("from numba import cuda, float64, int64")
         w.line("")
-        w.line("from tracegrad.codegen.cuda_helpers import TPB, grid, matmul, reduce_grid, zeros")
+        w.line("from tracegrad.codegen.cuda_helpers import (")
+        w.line("    TPB, empty, grid, matmul, reduce_grid, zeros,")
+        w.line(f"){'  # helpers v' + str(HELPERS_VERSION)}")
         w.line("")
         decorator = f"@cuda.jit(cache={self.cache})"
         for kd in self.defs:
@@ -159,7 +172,7 @@ class CudaSegmentWriter:
         if v.ndim > 1:
             shape = f"({shape})"
         dtype = _cast(v)
-        self.host.line(f"{self.n.array(v)} = cuda.device_array({shape}, {dtype})")
+        self.host.line(f"{self.n.array(v)} = empty({shape}, {dtype})")
 
     def _launch(self, kd: _Kernel, config: str) -> None:
         self.defs.append(kd)
@@ -194,7 +207,8 @@ class CudaSegmentWriter:
         self._total = " * ".join(f"n{d}" for d in range(rank)) or "1"
         for v in stored:
             self._alloc(v)
-        for e in k.prologue:
+        kept = [e for e in k.prologue if self.readers.get(id(e.out), set()) - {index}]
+        for e in kept:
             self._alloc(e.out)
         for e in atomic:
             host.line(f"acc_{n.array(e.out)} = zeros(1, np.float64)")
@@ -204,12 +218,12 @@ class CudaSegmentWriter:
         del dims
         w = kd.w
         if k.prologue:
-            w.comment("prologue: 0-d values every thread computes (thread 0 stores them)")
+            w.comment("prologue: 0-d values every thread computes")
         for e in k.prologue:
             self._assign(kd, e, space)
-        if k.prologue:
-            with w.block("if cuda.grid(1) == 0:"):
-                for e in k.prologue:
+        if kept:
+            with w.block("if cuda.grid(1) == 0:  # store what later kernels read"):
+                for e in kept:
                     w.line(f"{kd.use(n.array(e.out))}[0] = {n.scalar(e.out)}")
         if rank and (k.body or atomic):
             for e in atomic:
@@ -236,7 +250,7 @@ class CudaSegmentWriter:
                 self._block_sums(kd, [f"acc_{n.array(e.out)}" for e in atomic])
         if rank and (k.body or atomic):
             self._launch(kd, f"grid({self._total})")
-        elif k.prologue:
+        elif kept:
             self._launch(kd, "1, 1")
 
         for e in deferred:

@@ -1,5 +1,6 @@
 """What generated CUDA modules import (`from tracegrad.codegen.cuda_helpers import ...`): the
-launch configuration, a zero-fill kernel for accumulators, and the tiled matmul.
+launch configuration, result allocation (`empty`, pooled), a zero-fill kernel for
+accumulators, and the tiled matmul.
 
 Bump HELPERS_VERSION when something here changes what a kernel computes: it is written into
 every generated module, so the module's hash (its cache key) changes with it.
@@ -19,13 +20,16 @@ Launch configuration (runtime values, never written into a generated module):
 from __future__ import annotations
 
 import math
+import sys
+import threading
 from typing import Any
 
+import numba
 import numpy as np
 
 from ..runtime.cuda_device import cuda, simulated
 
-HELPERS_VERSION = 1
+HELPERS_VERSION = 2
 
 _cuda = cuda()
 TPB = 256
@@ -55,6 +59,50 @@ def _fill_zero(a):  # noqa: ANN001, ANN202
         i += _cuda.gridsize(1)
 
 
+class DevicePool:
+    """Device arrays for kernel results, reused between calls once nothing else holds them.
+
+    A fresh allocation is a cuMemAlloc (and later a free): for a 400 MB gradient that costs
+    more than the kernel that fills it. An array is reused when neither it nor its memory is
+    referenced beyond what the pool saw when it made the array (reference counts taken right
+    after allocation; views of an array hold its memory object, so a view a user keeps also
+    blocks reuse). Small arrays are not pooled; under the simulator nothing is."""
+
+    SMALL = 1 << 20
+
+    def __init__(self, per_shape: int = 4) -> None:
+        self._arrays: dict[tuple, list[tuple[Any, int, int]]] = {}
+        self._per_shape = per_shape
+        self._lock = threading.Lock()
+
+    def take(self, shape: Any, dtype: Any) -> Any:
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        dtype = np.dtype(dtype)
+        nbytes = dtype.itemsize * math.prod(shape)
+        if nbytes < self.SMALL or simulated():
+            return _cuda.device_array(shape, dtype)
+        key = (shape, dtype)
+        with self._lock:
+            entries = self._arrays.setdefault(key, [])
+            for a, refs_a, refs_mem in entries:
+                if sys.getrefcount(a) == refs_a and sys.getrefcount(a.gpu_data) == refs_mem:
+                    return a
+            a = _cuda.device_array(shape, dtype)
+            if len(entries) < self._per_shape:
+                # counted while held by the pool alone (+1 for getrefcount's argument, +1 for
+                # the loop variable when it is checked above, as here for `a`)
+                entries.append((a, sys.getrefcount(a) + 1, sys.getrefcount(a.gpu_data)))
+            return a
+
+
+_pool = DevicePool()
+
+
+def empty(shape: Any, dtype: Any) -> Any:
+    """An uninitialized device array for a kernel's result (from the pool when large)."""
+    return _pool.take(shape, dtype)
+
+
 def zeros(n: int, dtype: Any) -> Any:
     """A zeroed device vector (an accumulator), without a host-to-device copy."""
     a = _cuda.device_array(int(n), dtype)
@@ -67,8 +115,8 @@ def zeros(n: int, dtype: Any) -> Any:
 TILE = 16
 
 
-def _make_matmul(dtype: Any) -> Any:
-    acc_type = dtype  # float64 tiles accumulate in float64, float32 ones in float32 like cuBLAS
+def _make_matmul(acc_type: Any) -> Any:
+    # (a Numba type: float64 tiles accumulate in float64, float32 ones in float32 as cuBLAS)
 
     @_cuda.jit
     def matmul_kernel(a, b, c):  # noqa: ANN001, ANN202
@@ -103,8 +151,10 @@ def _make_matmul(dtype: Any) -> Any:
     return matmul_kernel
 
 
-_MATMUL = {np.dtype(np.float32): _make_matmul(np.float32), np.dtype(np.float64): None}
-_MATMUL[np.dtype(np.float64)] = _make_matmul(np.float64)
+_MATMUL = {
+    np.dtype(np.float32): _make_matmul(numba.float32),
+    np.dtype(np.float64): _make_matmul(numba.float64),
+}
 
 
 def matmul(a: Any, b: Any, out_ndim: int) -> Any:

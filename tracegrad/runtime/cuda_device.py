@@ -82,7 +82,9 @@ def to_device(a: Any) -> Any:
     """A device copy of a host array (or the device array itself)."""
     if is_device_array(a):
         return a
-    return cuda().to_device(np.ascontiguousarray(a))
+    a = np.asarray(a)
+    # (not np.ascontiguousarray: it makes a 0-d array 1-d)
+    return cuda().to_device(a if a.flags.c_contiguous else a.copy(order="C"))
 
 
 def to_host(d: Any) -> np.ndarray:
