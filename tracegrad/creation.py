@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from . import devices
 from .tape.errors import TracerError, user_location
 from .tensor import Tensor, _check_device, _to_array, tracing
 
@@ -53,9 +54,7 @@ def _random_allowed(fn: str) -> None:
 
 def _finish(arr: np.ndarray, requires_grad: bool, device: Any) -> Tensor:
     if device is not None and _check_device(device).type == "cuda":
-        from .runtime.cuda_device import to_device
-
-        arr = to_device(arr)
+        arr = devices.to_device(arr)
     t = Tensor._wrap(arr)
     if requires_grad:
         t.requires_grad_(True)

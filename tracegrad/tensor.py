@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from . import devices as cuda_device
 from . import ops
 from .autograd.grad_mode import state as _grad_state
 from .autograd.node import AccumulateGrad, Node, node_class
@@ -41,6 +42,16 @@ class _TraceSlot(threading.local):
 
 
 tracing = _TraceSlot()
+
+
+class _DeviceHooks:
+    """How an op runs when its inputs live on the GPU: set by `runtime/cuda_eager.py` (imported
+    with tracegrad), which runs it through the CUDA target. This layer only calls it."""
+
+    run_op: Any = None
+
+
+device_hooks = _DeviceHooks()
 
 
 class Device:
@@ -83,9 +94,7 @@ def _check_device(device: Any) -> Device:
     if name == "cpu":
         return CPU
     if name in ("cuda", "cuda:0"):
-        from .runtime.cuda_device import cuda
-
-        cuda()  # a clear error when there is no GPU (and no simulator)
+        cuda_device.cuda()  # a clear error when there is no GPU (and no simulator)
         return CUDA
     raise RuntimeError(
         f"tracegrad: unknown device {name!r}; tensors live on 'cpu' or 'cuda' (one GPU: 'cuda:0')"
@@ -94,8 +103,6 @@ def _check_device(device: Any) -> Device:
 
 def _move(data: Any, device: Device) -> Any:
     """`data` on `device` (the same array when it is already there)."""
-    from .runtime import cuda_device
-
     if device.type == "cuda":
         return cuda_device.to_device(data)
     return cuda_device.to_host(data)
@@ -776,9 +783,7 @@ def _copy_data(data: Any) -> Any:
     """A copy of a tensor's data, on the same device."""
     if type(data) is np.ndarray:
         return data.copy()
-    from .runtime.cuda_device import copy
-
-    return copy(data)
+    return cuda_device.copy(data)
 
 
 def _to_device_forward(x: Any, device: str, source: str) -> Any:
@@ -1029,9 +1034,7 @@ def dispatch(op: ops.OpDef, args: tuple, params: dict) -> Tensor:
 
 def _dispatch_device(op: ops.OpDef, args: tuple, params: dict, record: bool) -> Tensor:
     """An op on CUDA tensors: one compiled op through the CUDA target (runtime/cuda_eager.py)."""
-    from .runtime.cuda_eager import run_op
-
-    t = Tensor._wrap(run_op(op, args, params))
+    t = Tensor._wrap(device_hooks.run_op(op, args, params))
     if op.kind in _VIEW_KINDS and isinstance(args[0], Tensor):
         # a view op on the GPU returns a copy: remember the base, so that an in-place change
         # through it (which would not reach the base) is refused, not silently lost

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import tracegrad as tg
+from tracegrad import devices as cuda_device
 from tracegrad import nn
-from tracegrad.runtime import cuda_device, cuda_eager
+from tracegrad.runtime import cuda_eager
 
 pytestmark = pytest.mark.skipif(not cuda_device.available(), reason="no CUDA GPU or simulator")
 RNG = np.random.default_rng(0)
@@ -32,6 +33,8 @@ def test_devices_and_moves():
     z = tg.zeros(3, device="cuda")
     assert z.device == "cuda" and z.cpu().tolist() == [0.0, 0.0, 0.0]
     assert x.to("cuda", tg.float64).dtype == np.float64
+    s = tg.tensor(2.0, device="cuda")
+    assert s.shape == () and (s * 3).shape == () and (s * 3).item() == 6.0
 
 
 def test_moves_are_differentiable_and_gradients_come_home():
@@ -272,3 +275,11 @@ def test_pooled_result_buffers_are_never_reused_while_held():
     third = f(a * 3)
     assert first.cpu().numpy().max() == 3.0 and view.cpu().numpy().max() == 3.0
     assert third.cpu().numpy().max() == 7.0
+
+
+def test_a_cpu_function_refuses_cuda_tensors_clearly():
+    w = tg.ones(3, device="cuda")
+    with pytest.raises(RuntimeError, match=r"compiles for the CPU.*argument of shape \(3,\)"):
+        tg.jit(lambda x: x * 2)(tg.ones(3, device="cuda"))
+    with pytest.raises(RuntimeError, match=r"captured tensor of shape \(3,\) is on cuda:0"):
+        tg.jit(lambda x: x * w)(tg.ones(3))

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from op_cases import CASES, EXAMPLES
 
 import tracegrad as tg
+from tracegrad import devices as cuda_device
 from tracegrad.ops import OPS
-from tracegrad.runtime import cuda_device
 from tracegrad.tape import interpret
 from tracegrad.tape.passes import optimize
 

@@ -12,9 +12,9 @@ Launch configuration (runtime values, never written into a generated module):
   elements, the largest block the tree reductions are written for; a block must be a power of
   two for them.
 * `grid(n)`: (blocks, threads) for a grid-stride loop over n elements, at most
-  `MAX_BLOCKS` blocks (32 per multiprocessor: enough resident warps to hide memory latency;
+  `max_blocks()` blocks (32 per multiprocessor: enough resident warps to hide memory latency;
   the loop strides over the rest, so any n runs).
-* `reduce_grid(m)`: one block per output element of a reduction, at most `MAX_BLOCKS`.
+* `reduce_grid(m)`: one block per output element of a reduction, at most `max_blocks()`.
 """
 
 from __future__ import annotations
@@ -26,29 +26,36 @@ from typing import Any
 
 import numba
 import numpy as np
+from numba import cuda as _cuda  # importing numba.cuda needs no GPU
 
-from ..runtime.cuda_device import cuda, simulated
+from ..devices import cuda, simulated
 
 HELPERS_VERSION = 2
 
-_cuda = cuda()
 TPB = 256
 THREADS = 16 if simulated() else TPB
-if simulated():
-    MAX_BLOCKS = 4
-else:  # pragma: no cover - needs a GPU
-    _sms = _cuda.get_current_device().MULTIPROCESSOR_COUNT
-    MAX_BLOCKS = 32 * int(_sms)
+_max_blocks: list[int] = []
+
+
+def max_blocks() -> int:
+    """At most 32 blocks per multiprocessor (4 under the simulator)."""
+    if not _max_blocks:
+        if simulated():
+            _max_blocks.append(4)
+        else:  # pragma: no cover - needs a GPU
+            sms = cuda().get_current_device().MULTIPROCESSOR_COUNT
+            _max_blocks.append(32 * int(sms))
+    return _max_blocks[0]
 
 
 def grid(n: int) -> tuple[int, int]:
     """(blocks, threads) for a grid-stride loop over `n` elements."""
-    return max(1, min(MAX_BLOCKS, -(-int(n) // THREADS))), THREADS
+    return max(1, min(max_blocks(), -(-int(n) // THREADS))), THREADS
 
 
 def reduce_grid(m: int) -> tuple[int, int]:
     """(blocks, threads) for a reduction with `m` output elements, one block per element."""
-    return max(1, min(MAX_BLOCKS, int(m))), THREADS
+    return max(1, min(max_blocks(), int(m))), THREADS
 
 
 @_cuda.jit
@@ -165,7 +172,8 @@ def matmul(a: Any, b: Any, out_ndim: int) -> Any:
     b2 = b.reshape(b.shape[0], 1) if b.ndim == 1 else b
     m, n = a2.shape[0], b2.shape[1]
     c = _cuda.device_array((m, n), a.dtype)
-    tiles = max(1, min(MAX_BLOCKS, math.ceil(m / TILE))), max(1, min(MAX_BLOCKS, -(-n // TILE)))
+    cap = max_blocks()
+    tiles = max(1, min(cap, math.ceil(m / TILE))), max(1, min(cap, math.ceil(n / TILE)))
     if m and n:
         if a2.shape[1] == 0:
             _fill_zero[grid(m * n)](c.reshape(m * n))

@@ -18,10 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..codegen.cpu import Naming, tape_names
-from ..fuse.partition import partition
-from ..tape.ir import Var
-from . import compile_cache
-from .cuda_device import (
+from ..devices import (
     as_kernel_array,
     copy,
     cuda,
@@ -29,6 +26,9 @@ from .cuda_device import (
     is_device_array,
     to_host,
 )
+from ..fuse.partition import partition
+from ..tape.ir import Var
+from . import compile_cache
 
 
 class _CudaSegment:

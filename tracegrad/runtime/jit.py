@@ -31,13 +31,13 @@ import numpy as np
 from ..autograd.grad_mode import is_grad_enabled
 from ..autograd.grad_mode import state as _grad_mode
 from ..autograd.pytree import flatten, unflatten
+from ..devices import is_device_array, to_host
 from ..ops.core import is_scalar
 from ..tape import check
 from ..tape.errors import TracerError
 from ..tape.passes import optimize
 from ..tensor import Tensor, tracing
 from ..trace.tracer import NeedsEagerCall, trace
-from .cuda_device import is_device_array, to_host
 from .executor import build_executable, debug_level
 
 
@@ -211,7 +211,10 @@ class JitFunction:
             if isinstance(leaf, _Static):
                 key_leaves.append(leaf)
             elif isinstance(leaf, Tensor):
-                key_leaves.append(("tensor", leaf.shape, leaf.dtype))
+                if type(leaf._data) is np.ndarray:
+                    key_leaves.append(("tensor", leaf.shape, leaf.dtype))
+                else:  # a CUDA tensor
+                    key_leaves.append(("tensor", leaf.shape, leaf.dtype, "cuda"))
                 dynamic.append(leaf)
             elif isinstance(leaf, np.ndarray):
                 key_leaves.append(("tensor", leaf.shape, leaf.dtype))
@@ -249,6 +252,8 @@ class JitFunction:
                     self.stats["memory_hits"] += 1
                     return entry.run([a._data for a in args])
         leaves, dynamic, key = self._split(args, kwargs)
+        if self.device == "cpu":
+            _check_on_cpu(self.fn, dynamic, "argument")
         if is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in dynamic):
             # gradients must flow back through this call to the caller's graph (tg.grad(jit(f)),
             # x.requires_grad): run the function eagerly, which records the graph
@@ -318,6 +323,9 @@ class JitFunction:
             print(
                 f"tracegrad: traced {getattr(self.fn, '__name__', 'f')}:\n{tape}", file=sys.stderr
             )
+        if self.device == "cpu":
+            captured = [g[1]() for g in tracer.guards() if g[0] == "captured"]
+            _check_on_cpu(self.fn, captured, "captured tensor")
         executable = build_executable(tape, self.device, self.parallel, self.stats)
         entry = Entry(tape, tracer, out_tree, executable, eager)
         self._cache.setdefault(key, []).insert(0, entry)
@@ -367,6 +375,16 @@ class JitFunction:
         with self._lock:
             self._cache.clear()
             self._fast.clear()
+
+
+def _check_on_cpu(fn: Any, tensors: list, what: str) -> None:
+    for t in tensors:
+        if isinstance(t, Tensor) and is_device_array(t._data):
+            raise RuntimeError(
+                f"tg.jit({getattr(fn, '__name__', 'f')}) compiles for the CPU, but a {what} of "
+                f"shape {tuple(t.shape)} is on cuda:0. Compile for the GPU with "
+                "tg.jit(f, device='cuda'), or move the tensor with .cpu()."
+            )
 
 
 class _StaticBox:

@@ -1,4 +1,4 @@
-"""The CUDA device: availability, device arrays and copies between host and device.
+"""Devices: CUDA's availability, device arrays and copies between host and device.
 
 `numba.cuda` (the `numba-cuda` package, `pip install tracegrad[cuda]`) is imported only when
 CUDA is first asked for, so `import tracegrad` costs nothing extra on machines without a GPU.
