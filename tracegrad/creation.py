@@ -196,23 +196,41 @@ def randperm(n: int, dtype: Any = None) -> Tensor:
     return _finish(_rng.permutation(n).astype(_dtype(dtype, int64)), False, None)
 
 
-def _like(x: Any, dtype: Any) -> tuple:
-    return tuple(x.shape), (x.dtype if dtype is None else np.dtype(dtype))
+def _like(x: Any, dtype: Any, device: Any = None) -> tuple:
+    """(shape, dtype, device) of a `*_like` result: the input's, unless given (PyTorch's)."""
+    if device is None and isinstance(x, Tensor) and x.device != "cpu":
+        device = x.device
+    return tuple(x.shape), (x.dtype if dtype is None else np.dtype(dtype)), device
 
 
-def zeros_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:  # noqa: A002
-    shape, dt = _like(input, dtype)
-    return _finish(np.zeros(shape, dt), requires_grad, None)
+def zeros_like(
+    input: Any,  # noqa: A002
+    dtype: Any = None,
+    requires_grad: bool = False,
+    device: Any = None,
+) -> Tensor:
+    shape, dt, device = _like(input, dtype, device)
+    return _finish(np.zeros(shape, dt), requires_grad, device)
 
 
-def ones_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:  # noqa: A002
-    shape, dt = _like(input, dtype)
-    return _finish(np.ones(shape, dt), requires_grad, None)
+def ones_like(
+    input: Any,  # noqa: A002
+    dtype: Any = None,
+    requires_grad: bool = False,
+    device: Any = None,
+) -> Tensor:
+    shape, dt, device = _like(input, dtype, device)
+    return _finish(np.ones(shape, dt), requires_grad, device)
 
 
-def empty_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:  # noqa: A002
-    shape, dt = _like(input, dtype)
-    return _finish(np.empty(shape, dt), requires_grad, None)
+def empty_like(
+    input: Any,  # noqa: A002
+    dtype: Any = None,
+    requires_grad: bool = False,
+    device: Any = None,
+) -> Tensor:
+    shape, dt, device = _like(input, dtype, device)
+    return _finish(np.empty(shape, dt), requires_grad, device)
 
 
 def full_like(
@@ -220,19 +238,30 @@ def full_like(
     fill_value: Any,
     dtype: Any = None,
     requires_grad: bool = False,  # noqa: A002
+    device: Any = None,
 ) -> Tensor:
-    shape, dt = _like(input, dtype)
-    return _finish(np.full(shape, fill_value, dt), requires_grad, None)
+    shape, dt, device = _like(input, dtype, device)
+    return _finish(np.full(shape, fill_value, dt), requires_grad, device)
 
 
-def rand_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:  # noqa: A002
-    shape, dt = _like(input, dtype)
-    return rand(*shape, dtype=dt, requires_grad=requires_grad)
+def rand_like(
+    input: Any,  # noqa: A002
+    dtype: Any = None,
+    requires_grad: bool = False,
+    device: Any = None,
+) -> Tensor:
+    shape, dt, device = _like(input, dtype, device)
+    return rand(*shape, dtype=dt, device=device, requires_grad=requires_grad)
 
 
-def randn_like(input: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:  # noqa: A002
-    shape, dt = _like(input, dtype)
-    return randn(*shape, dtype=dt, requires_grad=requires_grad)
+def randn_like(
+    input: Any,  # noqa: A002
+    dtype: Any = None,
+    requires_grad: bool = False,
+    device: Any = None,
+) -> Tensor:
+    shape, dt, device = _like(input, dtype, device)
+    return randn(*shape, dtype=dt, device=device, requires_grad=requires_grad)
 
 
 __all__ = [

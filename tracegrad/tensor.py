@@ -1038,9 +1038,10 @@ def _dispatch_device(op: ops.OpDef, args: tuple, params: dict, record: bool) -> 
     if op.kind in _VIEW_KINDS and isinstance(args[0], Tensor):
         # a view op on the GPU returns a copy: remember the base, so that an in-place change
         # through it (which would not reach the base) is refused, not silently lost
+        # (it has its own version counter: a copy never goes stale when the base changes)
         first = args[0]
         t._base = first._base if first._base is not None else first
-        t._view_rec = first._version[1]
+        t._view_rec = t._version[1]
     if record and _grad_state.enabled and op.vjp is not None:
         _record(op, args, params, t)
     return t

@@ -283,3 +283,47 @@ def test_a_cpu_function_refuses_cuda_tensors_clearly():
         tg.jit(lambda x: x * 2)(tg.ones(3, device="cuda"))
     with pytest.raises(RuntimeError, match=r"captured tensor of shape \(3,\) is on cuda:0"):
         tg.jit(lambda x: x * w)(tg.ones(3))
+
+
+def test_eager_training_on_cuda_matches_the_cpu_step_after_step():
+    tg.manual_seed(1)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    ref = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    ref.load_state_dict(model.state_dict())
+    model.cuda()
+    opt = tg.optim.Adam(model.parameters(), lr=0.05)
+    ropt = tg.optim.Adam(ref.parameters(), lr=0.05)
+    x, y = tg.randn(6, 3), tg.tensor([0, 1, 1, 0, 1, 0])
+    for _ in range(3):  # parameters change in place between steps (views of them are retaken)
+        for m, o, xx, yy in ((model, opt, x.cuda(), y.cuda()), (ref, ropt, x, y)):
+            o.zero_grad()
+            nn.functional.cross_entropy(m(xx), yy).backward()
+            o.step()
+    for p, q in zip(model.parameters(), ref.parameters()):
+        np.testing.assert_allclose(p.detach().cpu().numpy(), q.detach().numpy(), atol=1e-6)
+
+
+def test_indexing_joining_and_gathers_compile_to_cuda_kernels():
+    a = RNG.standard_normal((4, 5))
+    labels = np.array([4, 0, -1, 2])
+
+    def f(x, i):
+        rows = x[1:4:2, ::-2] * 2 + x[None, -1, :3]  # basic indexing: strided gathers
+        both = tg.cat([rows, x[:2, 2:]], 0)  # cat
+        picked = x.gather(1, i[:, None])  # gather, negative index wrapping
+        y = x.clone()
+        y[0, 1:3] = tg.tensor([7.0, 8.0], dtype=x.dtype, device=x.device)  # setitem
+        return both.sum() + picked.sum() + y.sum()
+
+    gf = tg.jit(tg.value_and_grad(f), device="cuda")
+    value, grad = gf(tg.tensor(a, device="cuda"), tg.tensor(labels, device="cuda"))
+    want_v, want_g = tg.value_and_grad(f)(tg.tensor(a), tg.tensor(labels))
+    np.testing.assert_allclose(value.item(), want_v.item(), rtol=1e-12)
+    np.testing.assert_allclose(grad.cpu().numpy(), want_g.numpy(), rtol=1e-12, atol=1e-12)
+    assert gf.stats["host_steps"] == 0  # scatter_add (gather's adjoint), unindex, full: kernels
+    src = gf.source(tg.tensor(a, device="cuda"), tg.tensor(labels, device="cuda"))
+    assert "cuda.atomic.add(" in src and "_gather" in src and "_cat" in src
+    # an index out of range is an IndexError naming the op and the shapes, as on the CPU
+    bad = tg.tensor(np.array([0, 9, 1, 2]), device="cuda")
+    with pytest.raises(IndexError, match=r"gather: index out of range for dim 1 of size 5"):
+        gf(tg.tensor(a, device="cuda"), bad)

@@ -106,7 +106,7 @@ class CudaSegmentWriter:
         w.line("from numba import cuda, float64, int64")
         w.line("")
         w.line("from tracegrad.codegen.cuda_helpers import (")
-        w.line("    TPB, empty, grid, matmul, reduce_grid, zeros,")
+        w.line("    TPB, check_index, copy_of, empty, fill_zero, grid, matmul, reduce_grid, zeros,")
         w.line(f"){'  # helpers v' + str(HELPERS_VERSION)}")
         w.line("")
         decorator = f"@cuda.jit(cache={self.cache})"
@@ -422,7 +422,9 @@ class CudaSegmentWriter:
             host.line(f"{target} = matmul({xs}, {n.array(e.inputs[1])}, {e.out.ndim})")
         elif e.op.name == "permute":
             self._permute(index, e)
-        else:  # pragma: no cover - partition only sends the ops above
+        elif e.op.name in _INDEX_WRITERS:
+            getattr(self, "_" + e.op.name)(index, e)
+        else:  # pragma: no cover - the executor only sends the ops above
             raise AssertionError(e.op.name)
 
     def _permute(self, index: int, e: Any) -> None:
@@ -449,6 +451,260 @@ class CudaSegmentWriter:
             w.line(f"{out}[{', '.join(f'i{d}' for d in range(rank))}] = {xs}[{', '.join(src)}]")
             w.line("_t += cuda.gridsize(1)")
         self._launch(kd, f"grid({self._total})")
+
+    # indexing, creation and joining (the CPU runs these as numpy steps) ---------------------
+
+    def _dims_of(self, v: Var, prefix: str) -> list[str]:
+        """Host lines `m0 = S[..]` for v's dims; returns the names."""
+        names = []
+        for d, dim in enumerate(self.n.dims(v)):
+            self.host.line(f"{prefix}{d} = {dim}")
+            names.append(f"{prefix}{d}")
+        return names
+
+    def _grid_kernel(self, name: str, dims: list[str]) -> _Kernel:
+        """A kernel with a grid-stride loop over the elements of a shape (`dims`, host names
+        passed as n0, n1, ...): the caller writes the body inside `kd.w` at loop level."""
+        kd = _Kernel(name)
+        for d, host in enumerate(dims):
+            kd.use(f"n{d}", host)
+        kd.w.line("_t = cuda.grid(1)")
+        return kd
+
+    def _loop_over(self, kd: _Kernel, rank: int) -> Any:
+        total = " * ".join(f"n{d}" for d in range(rank)) or "1"
+        block = kd.w.block(f"while _t < {total}:")
+        block.__enter__()
+        if rank:
+            self._unravel(kd.w, "_t", list(range(rank)))
+        return block
+
+    def _end_loop(self, kd: _Kernel, block: Any) -> None:
+        kd.w.line("_t += cuda.gridsize(1)")
+        block.__exit__(None, None, None)
+
+    def _launch_over(self, kd: _Kernel, dims: list[str]) -> None:
+        self._launch(kd, f"grid({' * '.join(dims) or '1'})")
+
+    def _full(self, index: int, e: Any) -> None:
+        """out = value everywhere."""
+        self._alloc(e.out)
+        dims = self._dims_of(e.out, "m") if e.out.ndim else []
+        kd = self._grid_kernel(f"kernel{index}_full", dims)
+        out = kd.use(self.n.array(e.out))
+        block = self._loop_over(kd, len(dims))
+        value = self._literal(kd, e.params["value"], e.out.dtype)
+        kd.w.line(f"{out}[{self._index_list(len(dims))}] = {value}")
+        self._end_loop(kd, block)
+        self._launch_over(kd, dims)
+
+    def _index_list(self, rank: int) -> str:
+        return ", ".join(f"i{d}" for d in range(rank)) or "0"
+
+    def _basic_targets(self, kd: _Kernel, idx: tuple, shape: tuple) -> list[str]:
+        """For a basic index (ints, slices, None, ...) of an array of `shape`: the index
+        expression of each of its dims in terms of the region's loop indices i0, i1, ...
+        Starts, steps and ints are literal slots (runtime values), the kind of each part is
+        source."""
+        parts = list(idx)
+        real = sum(1 for p in parts if p is not None and p is not Ellipsis)
+        if any(p is Ellipsis for p in parts):
+            at = next(i for i, p in enumerate(parts) if p is Ellipsis)
+            parts[at : at + 1] = [slice(None)] * (len(shape) - real)
+        else:
+            parts += [slice(None)] * (len(shape) - real)
+        exprs = []
+        out_dim = 0
+        d = 0
+        for p in parts:
+            if p is None:
+                out_dim += 1
+                continue
+            if isinstance(p, slice):
+                start, _stop, step = p.indices(shape[d])
+                a = self._literal(kd, start, np.int64)
+                b = self._literal(kd, step, np.int64)
+                exprs.append(f"{a} + {b} * i{out_dim}")
+                out_dim += 1
+            else:
+                v = int(p)
+                exprs.append(self._literal(kd, v + shape[d] if v < 0 else v, np.int64))
+            d += 1
+        return exprs
+
+    def _region_dims(self, idx: tuple, shape: tuple) -> list[int]:
+        from ..ops.core import Aval
+        from ..ops.shape import _zero_strided
+
+        return list(_zero_strided(Aval(shape, np.float64))[idx].shape)
+
+    def _getitem(self, index: int, e: Any) -> None:
+        """out[i...] = x[start + step * i ...] (basic indexing: a strided gather)."""
+        x = e.inputs[0]
+        self._alloc(e.out)
+        dims = self._dims_of(e.out, "m") if e.out.ndim else []
+        kd = self._grid_kernel(f"kernel{index}_getitem", dims)
+        xs = kd.use(self.n.array(x))
+        out = kd.use(self.n.array(e.out))
+        block = self._loop_over(kd, len(dims))
+        src = self._basic_targets(kd, e.params["idx"], x.shape)
+        kd.w.line(f"{out}[{self._index_list(len(dims))}] = {xs}[{', '.join(src) or '0'}]")
+        self._end_loop(kd, block)
+        self._launch_over(kd, dims)
+
+    def _unindex(self, index: int, e: Any) -> None:
+        """getitem's adjoint for basic indexing: zeros, with g written into the region (a basic
+        index never repeats an element, so plain stores)."""
+        g = e.inputs[0]
+        self._alloc(e.out)
+        self.host.line(f"fill_zero({self.n.array(e.out)})")
+        dims = self._dims_of(g, "m") if g.ndim else []
+        kd = self._grid_kernel(f"kernel{index}_unindex", dims)
+        gs = kd.use(self.n.array(g))
+        out = kd.use(self.n.array(e.out))
+        block = self._loop_over(kd, len(dims))
+        dst = self._basic_targets(kd, e.params["idx"], tuple(e.params["shape"]))
+        kd.w.line(f"{out}[{', '.join(dst) or '0'}] = {gs}[{self._index_list(len(dims))}]")
+        self._end_loop(kd, block)
+        self._launch_over(kd, dims)
+
+    def _setitem(self, index: int, e: Any) -> None:
+        """out = a copy of x, with the region of a basic index set to v (broadcast)."""
+        x, v = e.inputs[0], e.inputs[1]
+        target = self.n.array(e.out)
+        self.host.line(f"{target} = copy_of({self.n.array(x)})")
+        region = self._region_dims(e.params["idx"], x.shape)
+        kd = _Kernel(f"kernel{index}_setitem")
+        dims = []
+        for d, size in enumerate(region):
+            dims.append(self._literal(kd, size, np.int64))  # the region's extent: a runtime value
+            kd.params.pop(dims[-1])
+            kd.use(f"n{d}", dims[-1])
+        kd.w.line("_t = cuda.grid(1)")
+        out = kd.use(target)
+        block = self._loop_over(kd, len(region))
+        dst = self._basic_targets(kd, e.params["idx"], x.shape)
+        if isinstance(v, Var):
+            vshape = list(v.shape)
+            while len(vshape) > len(region) and vshape[0] == 1:
+                vshape = vshape[1:]
+            lead = len(region) - len(vshape)
+            vidx = [
+                "0" if size == 1 and region[lead + k] != 1 else f"i{lead + k}"
+                for k, size in enumerate(vshape)
+            ]
+            vidx = ["0"] * (v.ndim - len(vshape)) + vidx
+            value = f"{kd.use(self.n.array(v))}[{', '.join(vidx) or '0'}]"
+        else:
+            value = self._literal(kd, v, x.dtype)
+        kd.w.line(f"{out}[{', '.join(dst) or '0'}] = {value}")
+        self._end_loop(kd, block)
+        self._launch(kd, f"grid({' * '.join(dims) or '1'})")
+
+    def _cat(self, index: int, e: Any) -> None:
+        """Each input copied into its slab of the result (offsets summed from the sizes)."""
+        dim = e.params["dim"]
+        rank = e.out.ndim
+        self._alloc(e.out)
+        kd = _Kernel(f"kernel{index}_cat")
+        for d in range(rank):
+            kd.use(f"n{d}")
+        src = kd.use("_src")
+        out = kd.use(self.n.array(e.out))
+        kd.use("_offset")
+        kd.w.line("_t = cuda.grid(1)")
+        block = self._loop_over(kd, rank)
+        dst = [f"_offset + i{d}" if d == dim else f"i{d}" for d in range(rank)]
+        kd.w.line(f"{out}[{', '.join(dst)}] = {src}[{self._index_list(rank)}]")
+        self._end_loop(kd, block)
+        self.defs.append(kd)
+        self.host.line("_offset = 0")
+        for x in e.inputs:
+            dims = self._dims_of(x, "m")
+            args = [*dims, self.n.array(x), self.n.array(e.out), "_offset"]
+            self.host.line(f"{kd.name}[grid({' * '.join(dims)})]({', '.join(args)})")
+            self.host.line(f"_offset += m{dim}")
+
+    def _gather(self, index: int, e: Any) -> None:
+        """out[i...] = x[i0, .., index[i...], ..] along dim (negative indices wrap; an index out
+        of range is an IndexError, checked after the kernel)."""
+        x, ix = e.inputs
+        dim = e.params["dim"]
+        self._alloc(e.out)
+        size = self.n.dims(x)[dim]
+        self.host.line("_err = zeros(1, np.int64)")
+        dims = self._dims_of(ix, "m")
+        kd = self._grid_kernel(f"kernel{index}_gather", dims)
+        xs, ixs, out = (
+            kd.use(self.n.array(x)),
+            kd.use(self.n.array(ix)),
+            kd.use(self.n.array(e.out)),
+        )
+        kd.use("_size", size)
+        kd.use("_err")
+        block = self._loop_over(kd, len(dims))
+        here = self._index_list(len(dims))
+        self._wrapped_index(kd, f"{ixs}[{here}]")
+        src = ["_j" if d == dim else f"i{d}" for d in range(x.ndim)]
+        kd.w.line(f"{out}[{here}] = {xs}[{', '.join(src)}]")
+        self._end_loop(kd, block)
+        self._launch_over(kd, dims)
+        self._check_index("gather", dim, x, ix)
+
+    def _scatter_add(self, index: int, e: Any) -> None:
+        """out = a copy of x; out[i0, .., index[i...], ..] += src[i...] with atomic adds (an
+        index may repeat)."""
+        x, ix, src = e.inputs
+        dim = e.params["dim"]
+        target = self.n.array(e.out)
+        self.host.line(f"{target} = copy_of({self.n.array(x)})")
+        self.host.line("_err = zeros(1, np.int64)")
+        size = self.n.dims(x)[dim]
+        dims = self._dims_of(ix, "m")
+        kd = self._grid_kernel(f"kernel{index}_scatter_add", dims)
+        ixs, ss, out = kd.use(self.n.array(ix)), kd.use(self.n.array(src)), kd.use(target)
+        kd.use("_size", size)
+        kd.use("_err")
+        block = self._loop_over(kd, len(dims))
+        here = self._index_list(len(dims))
+        self._wrapped_index(kd, f"{ixs}[{here}]")
+        dst = ["_j" if d == dim else f"i{d}" for d in range(x.ndim)]
+        kd.w.line(f"cuda.atomic.add({out}, ({', '.join(dst)},), {ss}[{here}])")
+        self._end_loop(kd, block)
+        self._launch_over(kd, dims)
+        self._check_index("scatter_add", dim, x, ix)
+
+    def _wrapped_index(self, kd: _Kernel, read: str) -> None:
+        w = kd.w
+        w.line(f"_j = {read}")
+        with w.block("if _j < 0:"):
+            w.line("_j += _size")
+        with w.block("if _j < 0 or _j >= _size:"):
+            w.line("_err[0] = 1  # reported by the host after the kernel")
+            w.line("_j = 0")
+
+    def _check_index(self, op: str, dim: int, x: Var, ix: Var) -> None:
+        shape = f"({', '.join(self.n.dims(x))},)"
+        ishape = f"({', '.join(self.n.dims(ix))},)"
+        self.host.line(f'check_index(_err, "{op}", {dim}, {shape}, {ishape})')
+
+
+# ops the CUDA target lowers that the CPU runs as numpy steps (see cuda_lowers)
+_INDEX_WRITERS = frozenset(
+    ("full", "getitem", "unindex", "setitem", "cat", "gather", "scatter_add")
+)
+
+
+def cuda_lowers(e: Any) -> bool:
+    """Whether the CUDA target has a kernel for this op (others run as host steps)."""
+    from ..ops.shape import ARRAY
+
+    name = e.op.name
+    if name in ("getitem", "unindex", "setitem"):
+        return not any(p is ARRAY for p in e.params["idx"]) and e.out.size > 0
+    if name == "scatter_add":
+        return e.out.dtype.kind == "f"  # float atomics
+    return name in ("full", "cat", "gather")
 
 
 def _combine_nan(op: str, acc: str, x: str) -> str:

@@ -30,7 +30,7 @@ from numba import cuda as _cuda  # importing numba.cuda needs no GPU
 
 from ..devices import cuda, simulated
 
-HELPERS_VERSION = 2
+HELPERS_VERSION = 3
 
 TPB = 256
 THREADS = 16 if simulated() else TPB
@@ -110,10 +110,34 @@ def empty(shape: Any, dtype: Any) -> Any:
     return _pool.take(shape, dtype)
 
 
+def fill_zero(a: Any) -> None:
+    """Set a device array to zeros (a kernel, no host-to-device copy)."""
+    if a.size:
+        flat = a.reshape(a.size)
+        _fill_zero[grid(a.size)](flat)
+
+
+def copy_of(a: Any) -> Any:
+    """A device-to-device copy (for results built from an input: setitem, scatter_add)."""
+    out = empty(a.shape, a.dtype)
+    if a.size:
+        out.copy_to_device(a)
+    return out
+
+
+def check_index(err: Any, op: str, dim: int, shape: tuple, index_shape: tuple) -> None:
+    """Raise the IndexError a kernel flagged (an index outside the dim it indexes)."""
+    if err.copy_to_host()[0]:
+        raise IndexError(
+            f"{op}: index out of range for dim {dim} of size {shape[dim]} (input shape "
+            f"{tuple(int(s) for s in shape)}, index shape {tuple(int(s) for s in index_shape)})"
+        )
+
+
 def zeros(n: int, dtype: Any) -> Any:
     """A zeroed device vector (an accumulator), without a host-to-device copy."""
     a = _cuda.device_array(int(n), dtype)
-    _fill_zero[grid(n)](a)
+    fill_zero(a)
     return a
 
 

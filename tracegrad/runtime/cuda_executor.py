@@ -49,7 +49,7 @@ class CudaExecutable:
     kind = "cuda"
 
     def __init__(self, tape: Any, stats: dict) -> None:
-        from ..codegen.cuda import CudaSegmentWriter
+        from ..codegen.cuda import CudaSegmentWriter, cuda_lowers
 
         self.cuda = cuda()
         self.tape = tape
@@ -65,7 +65,7 @@ class CudaExecutable:
         cache = compile_cache.disk_enabled()
         groups: list[Any] = []
         for k in self.kernels:
-            if k.kind == "python":
+            if k.kind == "python" and not cuda_lowers(k.eqn):
                 groups.append(k)
             elif groups and isinstance(groups[-1], list):
                 groups[-1].append(k)
