@@ -327,3 +327,26 @@ def test_indexing_joining_and_gathers_compile_to_cuda_kernels():
     bad = tg.tensor(np.array([0, 9, 1, 2]), device="cuda")
     with pytest.raises(IndexError, match=r"gather: index out of range for dim 1 of size 5"):
         gf(tg.tensor(a, device="cuda"), bad)
+
+
+def test_convolution_pooling_and_argmax_run_as_cuda_kernels():
+    import tracegrad.nn.functional as F
+
+    x = RNG.standard_normal((2, 4, 6, 5))
+    w = RNG.standard_normal((6, 2, 3, 2))
+
+    def f(x, w):  # grouped, strided, dilated, padded: every index path of im2col/col2im
+        y = F.conv2d(x, w, stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
+        z = F.max_pool2d(y.relu(), 2, padding=1)
+        return (z * z).sum() + x.amax()
+
+    g = tg.jit(tg.value_and_grad(f, argnums=(0, 1)), device="cuda")
+    value, (gx, gw) = g(tg.tensor(x, device="cuda"), tg.tensor(w, device="cuda"))
+    want, (wx, ww) = tg.value_and_grad(f, argnums=(0, 1))(tg.tensor(x), tg.tensor(w))
+    np.testing.assert_allclose(value.item(), want.item(), rtol=1e-12)
+    np.testing.assert_allclose(gx.cpu().numpy(), wx.numpy(), rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(gw.cpu().numpy(), ww.numpy(), rtol=1e-11, atol=1e-12)
+    assert g.stats["host_steps"] == 0  # batched matmuls (groups), argmax, fold: all kernels
+    a = np.array([[1.0, np.nan, 3.0, np.nan], [2.0, 5.0, 5.0, 1.0]])
+    for fn in (lambda t: t.argmax(1), lambda t: t.argmin(1), lambda t: t.argmax()):
+        assert fn(tg.tensor(a, device="cuda")).cpu().tolist() == fn(tg.tensor(a)).tolist()

@@ -14,8 +14,10 @@ size-generic parameters (`S`, `LF`, `LI`; codegen/cpu.py), written as one module
   the block's threads stride over the reduced elements and combine by a tree in shared memory
   (logsumexp: the max first, then the sum of exp(x - max)). Reductions are in float64 for
   float inputs (int64 for integers), as on the CPU;
-* matmul is the tiled shared-memory kernel of `cuda_helpers`, permute a gather kernel, reshape a
-  view;
+* matmul is the tiled shared-memory kernel of `cuda_helpers` (one launch per batch element for
+  batched products), permute a gather kernel, reshape a view; indexing, cat, gather/scatter_add,
+  full, im2col/col2im, conv2d (im2col + GEMM), max_pool2d and argmax/argmin have kernels here
+  too (on the CPU they are numpy steps);
 * a plain-Python host function `segment(...)` allocates the results and launches the kernels in
   order; launch sizes come from `grid(n)` / `reduce_grid(m)` at run time.
 
@@ -688,10 +690,244 @@ class CudaSegmentWriter:
         ishape = f"({', '.join(self.n.dims(ix))},)"
         self.host.line(f'check_index(_err, "{op}", {dim}, {shape}, {ishape})')
 
+    # convolution, pooling, argmax --------------------------------------------------------
+
+    def _window_params(self, kd: _Kernel, e: Any, with_padding: bool = True) -> list[str]:
+        """stride, dilation (and padding) as literal slots: sh, sw, dh, dw, ph, pw."""
+        p = e.params
+        values = [*p["stride"], *p["dilation"]] + ([*p["padding"]] if with_padding else [])
+        return [self._literal(kd, int(v), np.int64) for v in values]
+
+    def _unfold2d(self, index: int, e: Any) -> None:
+        """im2col: out[c, i, j, b, r, q] = x[b, c, r*sh + i*dh - ph, q*sw + j*dw - pw] (the
+        padding value outside the input)."""
+        x = e.inputs[0]
+        self._alloc(e.out)
+        self._unfold_into(index, e, x, self.n.array(e.out), e.params.get("pad_value", 0.0))
+
+    def _unfold_into(self, index: int, e: Any, x: Var, target: str, pad_value: float) -> None:
+        dims = self._dims_of_shape(target, 6)
+        kd = self._grid_kernel(f"kernel{index}_unfold", dims)
+        xs = kd.use(self.n.array(x))
+        out = kd.use(target)
+        kd.use("_h", self.n.dims(x)[2])
+        kd.use("_w", self.n.dims(x)[3])
+        sh, sw, dh, dw, ph, pw = self._window_params(kd, e)
+        pad = self._literal(kd, pad_value, x.dtype)
+        block = self._loop_over(kd, 6)
+        w = kd.w
+        w.comment("i0..i5 = channel, window row, window col, sample, output row, output col")
+        w.line(f"_hi = i4 * {sh} + i1 * {dh} - {ph}")
+        w.line(f"_wi = i5 * {sw} + i2 * {dw} - {pw}")
+        with w.block("if 0 <= _hi < _h and 0 <= _wi < _w:"):
+            w.line(f"{out}[i0, i1, i2, i3, i4, i5] = {xs}[i3, i0, _hi, _wi]")
+        with w.block("else:"):
+            w.line(f"{out}[i0, i1, i2, i3, i4, i5] = {pad}")
+        self._end_loop(kd, block)
+        self._launch_over(kd, dims)
+
+    def _dims_of_shape(self, array: str, rank: int) -> list[str]:
+        names = []
+        for d in range(rank):
+            self.host.line(f"m{d} = {array}.shape[{d}]")
+            names.append(f"m{d}")
+        return names
+
+    def _fold2d(self, index: int, e: Any) -> None:
+        """col2im, as a gather (no atomics): out[b, c, h, w] = the sum of the columns whose
+        window position lands on (h, w) -- for each window offset (i, j), the output position
+        r = (h + ph - i*dh) / sh when that divides and is in range."""
+        cols = e.inputs[0]
+        self._alloc(e.out)
+        dims = self._dims_of(e.out, "m")
+        kd = self._grid_kernel(f"kernel{index}_fold", dims)
+        cs = kd.use(self.n.array(cols))
+        out = kd.use(self.n.array(e.out))
+        for d, name in zip((1, 2, 4, 5), ("_kh", "_kw", "_oh", "_ow")):
+            kd.use(name, self.n.dims(cols)[d])
+        sh, sw, dh, dw, ph, pw = self._window_params(kd, e)
+        block = self._loop_over(kd, 4)
+        w = kd.w
+        w.comment("i0..i3 = sample, channel, row, col of the (cropped) result")
+        acc = "0.0" if e.out.dtype.kind == "f" else "0"
+        w.line(f"_acc = {acc}")
+        with w.block("for _i in range(_kh):"):
+            w.line(f"_rr = i2 + {ph} - _i * {dh}")
+            with w.block(f"if _rr >= 0 and _rr % {sh} == 0 and _rr // {sh} < _oh:"):
+                with w.block("for _j in range(_kw):"):
+                    w.line(f"_qq = i3 + {pw} - _j * {dw}")
+                    with w.block(f"if _qq >= 0 and _qq % {sw} == 0 and _qq // {sw} < _ow:"):
+                        w.line(f"_acc += {cs}[i1, _i, _j, i0, _rr // {sh}, _qq // {sw}]")
+        w.line(f"{out}[i0, i1, i2, i3] = {_cast(e.out)}(_acc)")
+        self._end_loop(kd, block)
+        self._launch_over(kd, dims)
+
+    def _conv2d(self, index: int, e: Any) -> None:
+        """im2col (the unfold kernel), one tiled GEMM per group, then (O, N, OH, OW) ->
+        (N, O, OH, OW)."""
+        x, wt = e.inputs
+        n, host = self.n, self.host
+        groups = e.params["groups"]
+        cols = f"cols_{n.array(e.out)}"
+        kh, kw = n.dims(wt)[2], n.dims(wt)[3]
+        o, cg = n.dims(wt)[0], n.dims(wt)[1]
+        nb, oh, ow = n.dims(e.out)[0], n.dims(e.out)[2], n.dims(e.out)[3]
+        c = n.dims(x)[1]
+        host.line(f"{cols} = empty(({c}, {kh}, {kw}, {nb}, {oh}, {ow}), {_cast(e.out)})")
+        self._unfold_into(index, e, x, cols, 0.0)
+        host.line(f"_k = {cg} * {kh} * {kw}")
+        host.line(f"_nl = {nb} * {oh} * {ow}")
+        prod = f"prod_{n.array(e.out)}"
+        host.line(f"{prod} = empty(({o}, _nl), {_cast(e.out)})")
+        if groups == 1:
+            host.line(f"matmul({n.array(wt)}.reshape({o}, _k), {cols}.reshape(_k, _nl), 2, {prod})")
+        else:
+            host.line(f"_og = {o} // {groups}")
+            w3 = f"{n.array(wt)}.reshape({groups}, _og, _k)"
+            c3 = f"{cols}.reshape({groups}, _k, _nl)"
+            p3 = f"{prod}.reshape({groups}, _og, _nl)"
+            with host.block(f"for _g in range({groups}):"):
+                host.line(f"matmul({w3}[_g], {c3}[_g], 2, {p3}[_g])")
+        self._alloc(e.out)
+        dims = self._dims_of(e.out, "m")
+        kd = self._grid_kernel(f"kernel{index}_conv_out", dims)
+        ps = kd.use(prod.replace(prod, prod), f"{prod}.reshape({o}, {nb}, {oh}, {ow})")
+        out = kd.use(n.array(e.out))
+        block = self._loop_over(kd, 4)
+        kd.w.line(f"{out}[i0, i1, i2, i3] = {ps}[i1, i0, i2, i3]")
+        self._end_loop(kd, block)
+        self._launch_over(kd, dims)
+
+    def _max_pool2d(self, index: int, e: Any) -> None:
+        """The maximum of each window (padding is -inf; NaN propagates, as eager)."""
+        x = e.inputs[0]
+        self._alloc(e.out)
+        dims = self._dims_of(e.out, "m")
+        kd = self._grid_kernel(f"kernel{index}_max_pool", dims)
+        xs = kd.use(self.n.array(x))
+        out = kd.use(self.n.array(e.out))
+        kd.use("_h", self.n.dims(x)[2])
+        kd.use("_w", self.n.dims(x)[3])
+        kh = self._literal(kd, int(e.params["kernel"][0]), np.int64)
+        kw = self._literal(kd, int(e.params["kernel"][1]), np.int64)
+        sh, sw, dh, dw, ph, pw = self._window_params(kd, e)
+        block = self._loop_over(kd, 4)
+        w = kd.w
+        w.line("_best = -math.inf")
+        with w.block(f"for _i in range({kh}):"):
+            w.line(f"_hi = i2 * {sh} + _i * {dh} - {ph}")
+            with w.block(f"for _j in range({kw}):"):
+                w.line(f"_wi = i3 * {sw} + _j * {dw} - {pw}")
+                with w.block("if 0 <= _hi < _h and 0 <= _wi < _w:"):
+                    w.line(f"_v = {xs}[i0, i1, _hi, _wi]")
+                    w.line(_combine_nan("amax", "_best", "_v"))
+        w.line(f"{out}[i0, i1, i2, i3] = {_cast(e.out)}(_best)")
+        self._end_loop(kd, block)
+        self._launch_over(kd, dims)
+
+    def _argmax(self, index: int, e: Any) -> None:
+        self._arg_reduce(index, e, ">")
+
+    def _argmin(self, index: int, e: Any) -> None:
+        self._arg_reduce(index, e, "<")
+
+    def _arg_reduce(self, index: int, e: Any, better: str) -> None:
+        """One block per output element; (value, index) pairs combined by a tree in shared
+        memory. The first extreme wins; a NaN beats every number (numpy's and PyTorch's)."""
+        x = e.inputs[0]
+        rank = x.ndim
+        dim = e.params["dim"]
+        reduced = list(range(rank)) if dim is None else [dim % rank]
+        kept = [d for d in range(rank) if d not in reduced]
+        self._alloc(e.out)
+        for d, dimexpr in enumerate(self.n.dims(x)):
+            self.host.line(f"m{d} = {dimexpr}")
+        kd = _Kernel(f"kernel{index}_{e.op.name}")
+        for d in range(rank):
+            kd.use(f"n{d}", f"m{d}")
+        xs = kd.use(self.n.array(x))
+        out = kd.use(self.n.array(e.out))
+        w = kd.w
+        m = " * ".join(f"n{d}" for d in kept) or "1"
+        kcount = " * ".join(f"n{d}" for d in reduced) or "1"
+        vt = "float64" if x.dtype.kind == "f" else "int64"
+        w.comment(eqn_comment(self.n, e) + "  (one block per element of the result)")
+        w.line(f"_sh = cuda.shared.array(TPB, {vt})")
+        w.line("_shi = cuda.shared.array(TPB, int64)")
+        w.line("_tid = cuda.threadIdx.x")
+        w.line("_o = cuda.blockIdx.x")
+        with w.block(f"while _o < {m}:"):
+            if kept:
+                self._unravel(w, "_o", kept)
+            w.line("_bv = 0" if vt == "int64" else "_bv = 0.0")
+            w.line("_bi = -1")
+            w.line("_r = _tid")
+            with w.block(f"while _r < {kcount}:"):
+                if rank:
+                    self._unravel(w, "_r", reduced)
+                read = f"{xs}[{', '.join(f'i{d}' for d in range(rank)) or '0'}]"
+                w.line(f"_v = {read}")
+                cond = f"_bi < 0 or (_v != _v and _bv == _bv) or _v {better} _bv"
+                with w.block(f"if {cond}:"):
+                    w.line("_bv = _v")
+                    w.line("_bi = _r  # the flat index over the reduced dims")
+                w.line("_r += cuda.blockDim.x")
+            w.line("_sh[_tid] = _bv")
+            w.line("_shi[_tid] = _bi")
+            w.line("cuda.syncthreads()")
+            w.line("_s = cuda.blockDim.x // 2")
+            with w.block("while _s > 0:"):
+                with w.block("if _tid < _s:"):
+                    w.line("_va = _sh[_tid]")
+                    w.line("_ia = _shi[_tid]")
+                    w.line("_vb = _sh[_tid + _s]")
+                    w.line("_ib = _shi[_tid + _s]")
+                    w.comment("take b when a is empty, b is NaN and a is not (or an earlier")
+                    w.comment("NaN), or both are numbers and b is better (or equal and earlier)")
+                    take = (
+                        f"_ib >= 0 and (_ia < 0 or (_vb != _vb and (_va == _va or _ib < _ia)) "
+                        f"or (_va == _va and (_vb {better} _va or (_vb == _va and _ib < _ia))))"
+                    )
+                    with w.block(f"if {take}:"):
+                        w.line("_sh[_tid] = _vb")
+                        w.line("_shi[_tid] = _ib")
+                w.line("cuda.syncthreads()")
+                w.line("_s //= 2")
+            with w.block("if _tid == 0:"):
+                if e.out.ndim == 0:
+                    idx = "0"
+                else:
+                    parts = []
+                    for d in range(rank):
+                        if d in reduced:
+                            if e.params["keepdim"]:
+                                parts.append("0")
+                        else:
+                            parts.append(f"i{d}")
+                    idx = ", ".join(parts) or "0"
+                w.line(f"{out}[{idx}] = _shi[0]")
+            w.line("cuda.syncthreads()  # _sh is reused next")
+            w.line("_o += cuda.gridDim.x")
+        self._launch(kd, f"reduce_grid({m.replace('n', 'm')})")
+
 
 # ops the CUDA target lowers that the CPU runs as numpy steps (see cuda_lowers)
 _INDEX_WRITERS = frozenset(
-    ("full", "getitem", "unindex", "setitem", "cat", "gather", "scatter_add")
+    (
+        "full",
+        "getitem",
+        "unindex",
+        "setitem",
+        "cat",
+        "gather",
+        "scatter_add",
+        "unfold2d",
+        "fold2d",
+        "conv2d",
+        "max_pool2d",
+        "argmax",
+        "argmin",
+    )
 )
 
 
@@ -704,6 +940,13 @@ def cuda_lowers(e: Any) -> bool:
         return not any(p is ARRAY for p in e.params["idx"]) and e.out.size > 0
     if name == "scatter_add":
         return e.out.dtype.kind == "f"  # float atomics
+    if name in ("argmax", "argmin"):
+        return e.inputs[0].size > 0
+    if name == "matmul":  # batched or 1-D x N-D: one tiled GEMM per batch element
+        x, y = e.inputs
+        return x.dtype.kind == "f" and x.dtype == y.dtype
+    if name in ("conv2d", "max_pool2d", "fold2d", "unfold2d"):
+        return e.inputs[0].size > 0 and e.out.size > 0
     return name in ("full", "cat", "gather")
 
 

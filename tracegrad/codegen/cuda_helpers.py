@@ -30,7 +30,7 @@ from numba import cuda as _cuda  # importing numba.cuda needs no GPU
 
 from ..devices import cuda, simulated
 
-HELPERS_VERSION = 3
+HELPERS_VERSION = 4
 
 TPB = 256
 THREADS = 16 if simulated() else TPB
@@ -188,23 +188,47 @@ _MATMUL = {
 }
 
 
-def matmul(a: Any, b: Any, out_ndim: int) -> Any:
-    """`a @ b` for 1-D and 2-D device arrays (numpy's rules: a 1-D left operand is a row, a 1-D
-    right operand a column, and that dimension is dropped from the result). A 0-d result is
-    returned with shape (1,), as compiled CUDA code holds scalars."""
+def matmul(a: Any, b: Any, out_ndim: int, out: Any = None) -> Any:
+    """`a @ b` with numpy's rules: a 1-D left operand is a row, a 1-D right operand a column
+    (that dimension is dropped from the result), leading dims broadcast as a batch (one tiled
+    GEMM per batch element). A 0-d result is returned with shape (1,), as compiled CUDA code
+    holds scalars. `out`: a 2-D result array to write into (a convolution's group slice)."""
     a2 = a.reshape(1, a.shape[0]) if a.ndim == 1 else a
     b2 = b.reshape(b.shape[0], 1) if b.ndim == 1 else b
-    m, n = a2.shape[0], b2.shape[1]
-    c = _cuda.device_array((m, n), a.dtype)
-    cap = max_blocks()
-    tiles = max(1, min(cap, math.ceil(m / TILE))), max(1, min(cap, math.ceil(n / TILE)))
-    if m and n:
-        if a2.shape[1] == 0:
-            _fill_zero[grid(m * n)](c.reshape(m * n))
-        else:
-            _MATMUL[np.dtype(a.dtype)][(tiles[1], tiles[0]), (TILE, TILE)](a2, b2, c)
+    sa, sb = tuple(a2.shape), tuple(b2.shape)  # (tuples: the simulator's shapes misread [-1])
+    m, n = sa[-2], sb[-1]
+    batch = tuple(np.broadcast_shapes(sa[:-2], sb[:-2]))
+    c = empty(batch + (m, n), a.dtype) if out is None else out
+    for idx in np.ndindex(*batch):
+        _gemm(
+            _pick(a2, _batch_index(idx, sa[:-2])),
+            _pick(b2, _batch_index(idx, sb[:-2])),
+            _pick(c, idx),
+        )
     if out_ndim == 0:
         return c.reshape(1)
-    if out_ndim == 1:
-        return c.reshape(n if a.ndim == 1 else m)
-    return c
+    shape = batch + ((m,) if a.ndim > 1 else ()) + ((n,) if b.ndim > 1 else ())
+    return c.reshape(shape) if tuple(c.shape) != shape else c
+
+
+def _pick(a: Any, idx: tuple) -> Any:
+    return a[idx] if idx else a
+
+
+def _batch_index(idx: tuple, dims: tuple) -> tuple:
+    """The element of a broadcast batch `idx` in an operand with batch dims `dims`."""
+    idx = idx[len(idx) - len(dims) :] if dims else ()
+    return tuple(0 if s == 1 else i for i, s in zip(idx, dims))
+
+
+def _gemm(a: Any, b: Any, c: Any) -> None:
+    """c = a @ b for 2-D device arrays (c preallocated)."""
+    m, n = tuple(c.shape)
+    if not (m and n):
+        return
+    if a.shape[1] == 0:
+        fill_zero(c)
+        return
+    cap = max_blocks()
+    tiles = max(1, min(cap, math.ceil(m / TILE))), max(1, min(cap, math.ceil(n / TILE)))
+    _MATMUL[np.dtype(a.dtype)][(tiles[1], tiles[0]), (TILE, TILE)](a, b, c)
