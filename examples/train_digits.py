@@ -3,6 +3,7 @@
 
     python examples/train_digits.py                  # both modes, 8 epochs each
     python examples/train_digits.py --mode jit --epochs 15
+    python examples/train_digits.py --device cuda    # on an NVIDIA GPU (pip install -e '.[cuda]')
 
 Needs the `examples` extra: pip install -e '.[examples]' (scikit-learn, tqdm).
 """
@@ -54,25 +55,43 @@ def make_model(seed: int = 0) -> nn.Module:
     )
 
 
-def batches(x: np.ndarray, y: np.ndarray, size: int, rng: np.random.Generator) -> list:
+def batches(
+    x: np.ndarray, y: np.ndarray, size: int, rng: np.random.Generator, device: str = "cpu"
+) -> list:
     order = rng.permutation(len(x))
     return [
-        (tg.tensor(x[order[i : i + size]]), tg.tensor(y[order[i : i + size]]))
+        (
+            tg.tensor(x[order[i : i + size]], device=device),
+            tg.tensor(y[order[i : i + size]], device=device),
+        )
         for i in range(0, len(x), size)
     ]
 
 
-def accuracy(model: nn.Module, predict: object, x: np.ndarray, y: np.ndarray) -> float:
+def accuracy(
+    model: nn.Module, predict: object, x: np.ndarray, y: np.ndarray, device: str = "cpu"
+) -> float:
     model.eval()
     with tg.no_grad():
-        logits = predict(tg.tensor(x))
+        logits = predict(tg.tensor(x, device=device))
     model.train()
-    return float((logits.argmax(1).numpy() == y).mean())
+    return float((logits.argmax(1).cpu().numpy() == y).mean())
 
 
-def train(mode: str, epochs: int, batch_size: int, lr: float, seed: int) -> dict:
+def train(
+    mode: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: str = "cpu",
+    limit: int | None = None,
+) -> dict:
     x_train, y_train, x_test, y_test = data(seed)
-    model = make_model(seed)
+    if limit is not None:  # a smaller run (tests)
+        x_train, y_train = x_train[:limit], y_train[:limit]
+        x_test, y_test = x_test[: limit // 4], y_test[: limit // 4]
+    model = make_model(seed).to(device)  # before the optimizer: its state follows the params
     optimizer = tg.optim.Adam(model.parameters(), lr=lr)
 
     def step(x: tg.Tensor, y: tg.Tensor) -> tg.Tensor:
@@ -88,13 +107,13 @@ def train(mode: str, epochs: int, batch_size: int, lr: float, seed: int) -> dict
             "  (jit: the first call runs eagerly, the second traces and compiles the step: "
             "about 20 s the first time, well under 1 s from the disk cache after that)"
         )
-        step = tg.jit(step)
-        predict = tg.jit(model)  # called under no_grad in eval mode: the inference graph
+        step = tg.jit(step, device=device)
+        predict = tg.jit(model, device=device)  # under no_grad in eval mode: inference graph
     rng = np.random.default_rng(seed)
     epoch_times = []
     for epoch in range(1, epochs + 1):
         bar = tqdm(
-            batches(x_train, y_train, batch_size, rng),
+            batches(x_train, y_train, batch_size, rng, device),
             desc=f"{mode:>5} epoch {epoch:2d}",
             unit="batch",
             leave=True,
@@ -108,7 +127,7 @@ def train(mode: str, epochs: int, batch_size: int, lr: float, seed: int) -> dict
         epoch_times.append(time.perf_counter() - start)
     result = {
         "mode": mode,
-        "accuracy": accuracy(model, predict, x_test, y_test),
+        "accuracy": accuracy(model, predict, x_test, y_test, device),
         "epoch_times": epoch_times,
     }
     if mode == "jit":
@@ -123,13 +142,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
     modes = ["eager", "jit"] if args.mode == "both" else [args.mode]
     print(
         f"tracegrad: a small CNN on scikit-learn's 8x8 digits ({', '.join(modes)}; "
-        f"{args.epochs} epochs, batch {args.batch_size}, Adam lr {args.lr})"
+        f"{args.epochs} epochs, batch {args.batch_size}, Adam lr {args.lr}, on {args.device})"
     )
-    results = {m: train(m, args.epochs, args.batch_size, args.lr, args.seed) for m in modes}
+    results = {
+        m: train(m, args.epochs, args.batch_size, args.lr, args.seed, args.device) for m in modes
+    }
     for r in results.values():
         times = r["epoch_times"]
         steady = np.median(times[1:]) if len(times) > 1 else times[0]

@@ -21,3 +21,17 @@ def test_jitted_training_reaches_95_percent_and_compiles_once():
     # batch are two traces
     assert stats["eager_calls"] == 1 and stats["traces"] == 2
     assert stats["memory_hits"] == 3 * 23 - 3
+
+
+@pytest.mark.gpu
+def test_the_main_job_runs_on_cuda():
+    # a few batches, one epoch; about 10 minutes on the simulator, so a real GPU only
+    from tracegrad import devices
+
+    if devices.simulated() or not devices.available():
+        pytest.skip("needs a real GPU (NUMBA_ENABLE_CUDASIM=0)")
+    result = train_digits.train(
+        "jit", epochs=1, batch_size=8, lr=3e-3, seed=0, device="cuda", limit=24
+    )
+    assert 0.0 <= result["accuracy"] <= 1.0 and result["stats"]["host_steps"] == 0
+    assert result["stats"]["traces"] == 1 and result["stats"]["eager_calls"] == 1
