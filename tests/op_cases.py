@@ -327,6 +327,12 @@ def _gather(d: Any) -> tuple:
     return (floats(d, shape), index), {"dim": dim}
 
 
+def _index_check(d: Any) -> tuple:
+    size = d(st.integers(1, 6))
+    index = d(hnp.arrays(np.int64, d(shapes()), elements=st.integers(0, size - 1)))
+    return (index,), {"size": size, "what": "test: index"}
+
+
 def _scatter_add(d: Any) -> tuple:
     (x, index), params = _gather(d)
     src_shape = tuple(s + d(st.integers(0, 1)) for s in index.shape)
@@ -613,6 +619,7 @@ CASES: dict[str, Case] = {
     "cat": Case(_cat, lambda *xs, dim: np.concatenate(xs, axis=dim)),
     "gather": Case(_gather, _gather_ref),
     "scatter_add": Case(_scatter_add, _scatter_add_ref),
+    "index_check": Case(_index_check, lambda x, *, size, what: x, grad=False),
     "full": Case(
         _full, lambda like, *, value, shape: np.full(shape, value, like.dtype), grad=False
     ),

@@ -350,3 +350,18 @@ def test_convolution_pooling_and_argmax_run_as_cuda_kernels():
     a = np.array([[1.0, np.nan, 3.0, np.nan], [2.0, 5.0, 5.0, 1.0]])
     for fn in (lambda t: t.argmax(1), lambda t: t.argmin(1), lambda t: t.argmax()):
         assert fn(tg.tensor(a, device="cuda")).cpu().tolist() == fn(tg.tensor(a)).tolist()
+
+
+def test_cross_entropy_on_cuda_picks_labels_in_the_fused_loops():
+    import tracegrad.nn.functional as F
+
+    a = RNG.standard_normal((5, 4))
+    y = np.array([0, 3, -100, 1, 2])
+    f = tg.jit(tg.value_and_grad(F.cross_entropy), device="cuda")
+    value, grad = f(tg.tensor(a, device="cuda"), tg.tensor(y, device="cuda"))
+    want, wgrad = tg.value_and_grad(F.cross_entropy)(tg.tensor(a), tg.tensor(y))
+    np.testing.assert_allclose(value.item(), want.item(), rtol=1e-12)
+    np.testing.assert_allclose(grad.cpu().numpy(), wgrad.numpy(), rtol=1e-12, atol=1e-15)
+    assert f.stats["host_steps"] == 0
+    with pytest.raises(IndexError, match="nll_loss: target out of range"):
+        f(tg.tensor(a, device="cuda"), tg.tensor(np.array([0, 1, 2, 3, 4]), device="cuda"))

@@ -201,6 +201,16 @@ def test_cross_entropy_class_indices_weights_and_ignore_index():
     assert tg.gradcheck(lambda a: F.cross_entropy(a, tg.tensor(y), t64(w, False)), (t64(x),))
     with pytest.raises(IndexError, match="out of bounds for 4 classes"):
         F.cross_entropy(t64(x, False), tg.tensor([0, 1, 2, 3, 4, 0]))
+    # compiled, the label is picked by comparison (fused, no gather): the same values, the same
+    # gradient (ignore_index and weights included), and still an error for a bad label
+    for kw in ({}, {"weight": t64(w, False)}, {"label_smoothing": 0.1}):
+        f = lambda a, t, kw=kw: F.cross_entropy(a, t, **kw)  # noqa: E731
+        jv, jg = tg.jit(tg.value_and_grad(f))(t64(x, False), tg.tensor(y))
+        ev, eg = tg.value_and_grad(f)(t64(x, False), tg.tensor(y))
+        np.testing.assert_allclose(jv.item(), ev.item(), rtol=1e-12)
+        np.testing.assert_allclose(jg.numpy(), eg.numpy(), rtol=1e-12, atol=1e-15)
+    with pytest.raises(IndexError, match="nll_loss: target 4 is out of bounds for size 4"):
+        tg.jit(F.cross_entropy)(t64(x, False), tg.tensor([0, 1, 2, 3, 4, 0]))
     with pytest.raises(TypeError, match="integer tensor"):
         F.nll_loss(t64(x, False), t64(y, False))
 

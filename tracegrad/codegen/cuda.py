@@ -685,10 +685,34 @@ class CudaSegmentWriter:
             w.line("_err[0] = 1  # reported by the host after the kernel")
             w.line("_j = 0")
 
+    def _shape_expr(self, v: Var) -> str:
+        return f"({', '.join(self.n.dims(v))},)" if v.ndim else "()"
+
     def _check_index(self, op: str, dim: int, x: Var, ix: Var) -> None:
-        shape = f"({', '.join(self.n.dims(x))},)"
-        ishape = f"({', '.join(self.n.dims(ix))},)"
+        shape, ishape = self._shape_expr(x), self._shape_expr(ix)
         self.host.line(f'check_index(_err, "{op}", {dim}, {shape}, {ishape})')
+
+    def _index_check(self, index: int, e: Any) -> None:
+        """The indices themselves (an alias), after a kernel checked 0 <= i < size."""
+        x = e.inputs[0]
+        self.host.line(f"{self.n.array(e.out)} = {self.n.array(x)}  # the same indices")
+        self.host.line("_err = zeros(1, np.int64)")
+        dims = self._dims_of(x, "m") if x.ndim else []
+        kd = self._grid_kernel(f"kernel{index}_index_check", dims)
+        xs = kd.use(self.n.array(x))
+        kd.use("_err")
+        size = self._literal(kd, int(e.params["size"]), np.int64)
+        block = self._loop_over(kd, len(dims))
+        with kd.w.block(
+            f"if {xs}[{self._index_list(len(dims))}] < 0 or "
+            f"{xs}[{self._index_list(len(dims))}] >= {size}:"
+        ):
+            kd.w.line("_err[0] = 1")
+        self._end_loop(kd, block)
+        self._launch_over(kd, dims)
+        shape = self._shape_expr(x)
+        what = e.params["what"].replace('"', "'")
+        self.host.line(f'check_index(_err, "{what}", None, {shape}, {shape})')
 
     # convolution, pooling, argmax --------------------------------------------------------
 
@@ -927,6 +951,7 @@ _INDEX_WRITERS = frozenset(
         "max_pool2d",
         "argmax",
         "argmin",
+        "index_check",
     )
 )
 
@@ -947,7 +972,7 @@ def cuda_lowers(e: Any) -> bool:
         return x.dtype.kind == "f" and x.dtype == y.dtype
     if name in ("conv2d", "max_pool2d", "fold2d", "unfold2d"):
         return e.inputs[0].size > 0 and e.out.size > 0
-    return name in ("full", "cat", "gather")
+    return name in ("full", "cat", "gather", "index_check")
 
 
 def _combine_nan(op: str, acc: str, x: str) -> str:

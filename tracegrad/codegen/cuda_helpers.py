@@ -125,9 +125,13 @@ def copy_of(a: Any) -> Any:
     return out
 
 
-def check_index(err: Any, op: str, dim: int, shape: tuple, index_shape: tuple) -> None:
+def check_index(err: Any, op: str, dim: Any, shape: tuple, index_shape: tuple) -> None:
     """Raise the IndexError a kernel flagged (an index outside the dim it indexes)."""
     if err.copy_to_host()[0]:
+        if dim is None:  # index_check: `op` says what the indices are
+            raise IndexError(
+                f"{op} out of range (index shape {tuple(int(s) for s in index_shape)})"
+            )
         raise IndexError(
             f"{op}: index out of range for dim {dim} of size {shape[dim]} (input shape "
             f"{tuple(int(s) for s in shape)}, index shape {tuple(int(s) for s in index_shape)})"

@@ -19,6 +19,7 @@ from .. import functions as F
 from ..autograd.grad_mode import no_grad
 from ..ops.core import shape_error
 from ..ops.nn import out_size, pair
+from ..tape.ir import Var
 from ..tensor import Tensor, _as_tensor, tracing
 
 relu = F.relu
@@ -477,7 +478,17 @@ def nll_loss(
                 f"nll_loss: target {lo if lo < 0 else hi} is out of bounds for {c} classes "
                 f"(input shape {tuple(input.shape)})"
             )
-    picked = F.gather(input, 1, safe.unsqueeze(1)).squeeze(1)
+    if type(input._data) is Var:
+        # compiled: pick by comparing with the class numbers instead of gathering. The
+        # comparison and the where fuse into the loops over the logits (the loss reads them
+        # once more with the log-softmax, the gradient is a where in the same pass), where a
+        # gather would need log-probabilities in memory and its gradient a scatter into zeros.
+        # Exact: the other classes add zeros. index_check keeps out-of-range labels an error.
+        safe = ops.index_check(safe, size=c, what="nll_loss: target")
+        classes = creation.arange(c).reshape((1, c) + (1,) * (input.ndim - 2))
+        picked = F.where(classes == safe.unsqueeze(1), input, 0.0).sum(1)
+    else:
+        picked = F.gather(input, 1, safe.unsqueeze(1)).squeeze(1)
     w = valid.astype(input.dtype)
     if weight is not None:
         weight = _as_tensor(weight)

@@ -62,6 +62,7 @@ from .shape import (
     full,
     gather,
     getitem,
+    index_check,
     permute,
     reshape,
     scatter_add,

@@ -389,6 +389,38 @@ full = defop(
 
 
 # --------------------------------------------------------------------------------------------
+# index_check: integer indices passed through unchanged, after checking 0 <= i < size. Compiled
+# code that picks with a comparison against the class numbers (nll_loss under tg.jit) reads
+# the labels through it, so an out-of-range label is an IndexError there as it is in eager mode.
+
+
+def _index_check_forward(x: np.ndarray, *, size: int, what: str) -> np.ndarray:
+    if x.size:
+        lo, hi = int(x.min()), int(x.max())
+        if lo < 0 or hi >= size:
+            raise IndexError(
+                f"{what} {lo if lo < 0 else hi} is out of bounds for size {size} (index shape "
+                f"{tuple(x.shape)})"
+            )
+    return x
+
+
+def _index_check_abstract(x: Any, *, size: int, what: str) -> Aval:
+    if x.dtype.kind not in "iu":
+        raise TypeError(f"index_check: indices must be integers, got {x.dtype}")
+    return Aval(x.shape, x.dtype)
+
+
+index_check = defop(
+    "index_check",
+    forward=_index_check_forward,
+    abstract=_index_check_abstract,
+    vjp=(None,),
+    kind="index",
+)
+
+
+# --------------------------------------------------------------------------------------------
 # copy: the same values in fresh storage (clone). The cotangent passes through.
 
 copy = defop(
