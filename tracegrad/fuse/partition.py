@@ -23,11 +23,16 @@ The rules, applied in tape order (each is a comment beside the code that applies
    numpy between compiled segments, runtime/executor.py says why);
 5. every other op runs as a Python step with its numpy forward, between compiled segments;
 6. a value used outside the kernel that computes it is materialized once (written to memory);
-   values used only inside their loop stay in registers.
+   values used only inside their loop stay in registers;
+7. a kernel that has to be new (a loop over a space no legal loop has, a library call, a
+   Python step) goes right after the kernel that makes its last input, not at the end: the
+   labels of a loss are checked and compared before the loops over the logits, so the
+   comparison fuses into them.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,13 +111,17 @@ def partition(tape: Tape) -> list[Any]:
 
     Each equation goes to the *earliest* kernel where it is legal, not only to the last one:
     so the backward of a loss whose forward reads the logits in a loop fuses into that same
-    loop when it only needs values ready before it (rule 1, side by side)."""
+    loop when it only needs values ready before it (rule 1, side by side). A kernel that has to
+    be new (a loop over a new space, a library call, a Python step) is scheduled as early as
+    its inputs allow (rule 7), so that what needs it can still join the loops after it."""
     kernels: list[Any] = []
-    # where each var is made: (kernel index, role); tape inputs and constants are at -1
-    where: dict[int, tuple[int, str]] = {}
+    # where each var is made: (kernel, role); tape inputs and constants are nowhere (ready)
+    where: dict[int, tuple[Any, str]] = {}
+    pos: dict[int, int] = {}  # id(kernel) -> its index in `kernels`
 
     def place(x: Any) -> tuple[int, str]:
-        return where.get(id(x), (-1, "ready")) if isinstance(x, Var) else (-1, "ready")
+        made = where.get(id(x)) if isinstance(x, Var) else None
+        return (-1, "ready") if made is None else (pos[id(made[0])], made[1])
 
     def legal_in(k_index: int, ins: list, roles: tuple) -> bool:
         # every input made before kernel k_index, or inside it in one of `roles`
@@ -125,9 +134,18 @@ def partition(tape: Tape) -> list[Any]:
     def loop(k_index: int) -> LoopKernel:
         return kernels[k_index]
 
-    def new_loop(space: tuple) -> int:
-        kernels.append(LoopKernel(space=space))
-        return len(kernels) - 1
+    def earliest(ins: list) -> int:
+        # rule 7: right after the kernel that makes the last of `ins`
+        return max((place(x)[0] for x in ins), default=-1) + 1
+
+    def insert(kernel: Any, at: int) -> int:
+        kernels.insert(at, kernel)
+        for i in range(at, len(kernels)):
+            pos[id(kernels[i])] = i
+        return at
+
+    def new_loop(space: tuple, ins: list) -> int:
+        return insert(LoopKernel(space=space), earliest(ins))
 
     def first_legal(space: tuple, ins: list, roles: tuple) -> int | None:
         # kernels after the last call or Python step that an input comes from are candidates
@@ -135,6 +153,9 @@ def partition(tape: Tape) -> list[Any]:
             if k.kind == "loop" and k.space == space and legal_in(i, ins, roles):
                 return i
         return None
+
+    def put(x: Var, target: int, role: str) -> None:
+        where[id(x)] = (kernels[target], role)
 
     for e in tape.eqns:
         ins = [x for x in e.inputs if isinstance(x, Var)]
@@ -154,36 +175,44 @@ def partition(tape: Tape) -> list[Any]:
                         target, part = i, "prologue"
                         break
             if target is None:
-                target, part = new_loop(()), "prologue"
+                target, part = new_loop((), ins), "prologue"
             getattr(loop(target), part).append(e)
-            where[id(e.out)] = (target, "pro" if part == "prologue" else "epi")
+            put(e.out, target, "pro" if part == "prologue" else "epi")
             continue
         if is_elementwise(e):
             # rule 1: join the earliest loop over the same space whose body can read every
             # input: made before it, or a prologue scalar or body value of it (not a value
             # reduced in it: rule 2)
             target = first_legal(e.out.shape, ins, ("pro", "body"))
-            if target is None:
-                target = new_loop(e.out.shape)
+            if target is None or _delays_past_a_bigger_loop(kernels, earliest(ins), target, e):
+                target = new_loop(e.out.shape, ins)
             loop(target).body.append(e)
-            where[id(e.out)] = (target, "body")
+            put(e.out, target, "body")
             continue
         if is_reduction(e):
             # rule 2: a reduction over a loop's space joins it as an accumulator
             target = first_legal(ins[0].shape, ins, ("body",))
             if target is None:
-                target = new_loop(ins[0].shape)
+                target = new_loop(ins[0].shape, ins)
             loop(target).reductions.append(e)
-            where[id(e.out)] = (target, "red")
+            put(e.out, target, "red")
             continue
         # rules 4 and 5: library calls and Python steps run between loops, after their inputs
-        kernels.append(CallKernel(e) if is_call(e) else PythonStep(e))
-        where[id(e.out)] = (len(kernels) - 1, "call")
-        # later equations must not move before this kernel if they read its result: the
-        # placement above checks where each input is made, so that is already so
+        # (rule 7: as early as those allow)
+        target = insert(CallKernel(e) if is_call(e) else PythonStep(e), earliest(ins))
+        put(e.out, target, "call")
 
     _mark_materialized(tape, kernels)
     return kernels
+
+
+def _delays_past_a_bigger_loop(kernels: list, ready: int, target: int, e: Eqn) -> bool:
+    """Rule 7 for elementwise values: joining the loop at `target` would make the value wait
+    behind a loop over a bigger space that could otherwise read it (a per-sample value of a
+    loss, needed by the pass over the logits); a new loop before that one costs a pass over
+    the smaller space only."""
+    size = math.prod(e.out.shape)
+    return any(k.kind == "loop" and math.prod(k.space) > size for k in kernels[ready:target])
 
 
 def _mark_materialized(tape: Tape, kernels: list[Any]) -> None:

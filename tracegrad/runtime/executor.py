@@ -235,15 +235,26 @@ class NumbaExecutable:
         the array itself (contiguous, writeable, not sharing memory with an argument)."""
         position: dict[int, int] = {}
         reads: dict[int, list[int]] = {}
+        # a call or Python step may return a view of its input (numpy's reshape, transpose,
+        # broadcast_to, basic indexing): a read of the view is a read of the array under it
+        alias_of: dict[int, int] = {}
         for i, k in enumerate(self.kernels):
             for e in k.eqns:
                 position[id(e.out)] = i
                 for x in e.inputs:
                     if isinstance(x, Var):
+                        root = alias_of.get(id(x), id(x))
                         reads.setdefault(id(x), []).append(i)
+                        if root != id(x):
+                            reads.setdefault(root, []).append(i)
+            if k.kind != "loop" and k.eqn.op.name not in _NEW_ARRAY_OPS:
+                x = k.eqn.inputs[0] if k.eqn.inputs else None
+                if isinstance(x, Var):
+                    alias_of[id(k.eqn.out)] = alias_of.get(id(x), id(x))
         # read after the last kernel: the tape's outputs and the values of state writes
         outputs = {id(x) for x in self.tape.outputs if isinstance(x, Var)}
         outputs |= {id(w.value) for w in self.tape.writes if isinstance(w.value, Var)}
+        outputs |= {alias_of[v] for v in list(outputs) if v in alias_of}  # views returned
         targets: dict[int, int] = {}
         for w in self.tape.writes:
             if w.kind == "data" and isinstance(w.label, Var):
