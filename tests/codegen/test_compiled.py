@@ -117,3 +117,11 @@ def test_reductions_over_inner_loops_and_the_batch_accumulate_per_row():
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
     src = f.source(x)
     assert "row_" in src and "] += row_" in src and "= max(acc_" in src
+
+
+def test_sign_and_the_gradient_of_abs_at_zero_and_nan_match_eager():
+    # (the op table's cases keep away from kinks; these are the kinks)
+    x = tg.tensor([-2.0, -0.0, 0.0, 3.0, float("nan")], dtype=tg.float64)
+    np.testing.assert_array_equal(tg.jit(lambda t: t.sign())(x).numpy(), x.sign().numpy())
+    g = tg.grad(lambda t: t.abs().sum())
+    np.testing.assert_array_equal(tg.jit(g)(x).numpy(), g(x).numpy())

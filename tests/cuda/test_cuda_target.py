@@ -111,3 +111,34 @@ def test_random_programs_on_cuda_equal_interpreter(dtype: Any, program: tuple, d
     np.testing.assert_allclose(_host(value), v, rtol=tol, atol=tol)
     np.testing.assert_allclose(_host(gx), tx, rtol=tol, atol=tol)
     np.testing.assert_allclose(_host(gy), ty, rtol=tol, atol=tol)
+
+
+def test_a_prologue_value_read_by_the_epilogue_is_stored():
+    # found by the random programs: a 0-d value computed before a loop and read after it (in
+    # the `_finish` kernel) must be stored by the main kernel
+    steps = [
+        ("unary", "neg", 0),
+        ("reduce", "amax", 2, 0, False),
+        ("binary", "safe_div", 3, 2),
+        ("unary", "neg", 4),
+        ("binary", "maximum", 4, 4),
+    ]
+    x, y = np.array([1.09354436]), np.array([[-0.19338143]])
+    f = tg.value_and_grad(lambda a, b: run_program(steps, a, b), argnums=(0, 1))
+    got = tg.jit(f, device="cuda")(tg.tensor(x), tg.tensor(y))
+    want = f(tg.tensor(x), tg.tensor(y))
+    np.testing.assert_allclose(_host(got[0]), want[0].numpy(), rtol=1e-12)
+    for g, w in zip(got[1], want[1]):
+        np.testing.assert_allclose(_host(g), w.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_ieee_results_not_exceptions():
+    # NaN and inf as on a GPU (the simulator's math would raise and hang the block)
+    x = tg.tensor([[-1.0, 2.0], [3.0, -4.0]])
+    np.testing.assert_array_equal(
+        _host(tg.jit(lambda t: t.log().sum(1), device="cuda")(x)), [np.nan, np.nan]
+    )
+    assert _host(tg.jit(lambda t: (t * 1000).exp().logsumexp(0), device="cuda")(x)).tolist() == [
+        np.inf,
+        np.inf,
+    ]

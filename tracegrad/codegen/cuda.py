@@ -102,13 +102,12 @@ class CudaSegmentWriter:
         self.host.line(f"return ({', '.join(outs)},)" if outs else "return (0,)")
 
         w = SourceWriter()
-        w.line("import math")
-        w.line("")
         w.line("import numpy as np")
         w.line("from numba import cuda, float64, int64")
         w.line("")
         w.line("from tracegrad.codegen.cuda_helpers import (")
         w.line("    TPB, check_index, copy_of, empty, fill_zero, grid, matmul, reduce_grid, zeros,")
+        w.line("    math_for_kernels as math,  # the math module (IEEE results on the simulator)")
         w.line(f"){'  # helpers v' + str(HELPERS_VERSION)}")
         w.line("")
         decorator = f"@cuda.jit(cache={self.cache})"
@@ -209,7 +208,14 @@ class CudaSegmentWriter:
         self._total = " * ".join(f"n{d}" for d in range(rank)) or "1"
         for v in stored:
             self._alloc(v)
-        kept = [e for e in k.prologue if self.readers.get(id(e.out), set()) - {index}]
+        # prologue values that something after this kernel's main pass reads: another kernel,
+        # or the epilogue (which runs in the separate `_finish` kernel)
+        later = {id(x) for e in k.epilogue for x in e.inputs if isinstance(x, Var)}
+        kept = [
+            e
+            for e in k.prologue
+            if self.readers.get(id(e.out), set()) - {index} or id(e.out) in later
+        ]
         for e in kept:
             self._alloc(e.out)
         for e in atomic:

@@ -34,6 +34,37 @@ HELPERS_VERSION = 4
 
 TPB = 256
 THREADS = 16 if simulated() else TPB
+
+
+class _SimulatorMath:
+    """`math` for generated kernels under the simulator, with the GPU's IEEE behaviour: on a
+    GPU `log(-1)` is NaN and `exp(1000)` is inf, where Python's math raises -- and a thread that
+    raises in the simulator leaves the others of its block waiting at a barrier forever."""
+
+    def __init__(self) -> None:
+        import math as _math
+
+        import scipy.special
+
+        self._math = _math
+        self._erf = scipy.special.erf
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(np, name, None) if name != "erf" else self._erf
+        if fn is None or not callable(fn):
+            return getattr(self._math, name)  # constants (inf, pi) and the rest
+
+        def ieee(*args: Any) -> Any:
+            with np.errstate(all="ignore"):
+                return fn(*(np.float64(a) for a in args))
+
+        return ieee
+
+
+if simulated():
+    math_for_kernels: Any = _SimulatorMath()
+else:  # the real module: numba.cuda compiles math.* calls to libdevice
+    math_for_kernels = math
 _max_blocks: list[int] = []
 
 

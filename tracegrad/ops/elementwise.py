@@ -376,7 +376,12 @@ abs = unary(  # noqa: A001 - the op's name
     "abs", np.abs, lambda g, out, x: mul(g, sign(x)), "abs({0})", dtype=_same, saves=(0,)
 )
 sign = unary(
-    "sign", np.sign, lambda g, out, x: zeros_like(g), "math.copysign(1.0, {0})", dtype=_same
+    "sign",
+    np.sign,
+    lambda g, out, x: zeros_like(g),
+    # numpy's sign: 0 at 0 (so abs's gradient there is 0, as eager), NaN stays NaN
+    "((0.0 if {0} == 0 else math.copysign(1.0, {0})) if {0} == {0} else {0})",
+    dtype=_same,
 )
 
 
