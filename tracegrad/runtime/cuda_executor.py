@@ -29,6 +29,7 @@ from ..devices import (
 from ..fuse.partition import partition
 from ..tape.ir import Var
 from . import compile_cache
+from .executor import later_uses_of, segment_io
 
 
 class _CudaSegment:
@@ -71,34 +72,16 @@ class CudaExecutable:
                 groups[-1].append(k)
             else:
                 groups.append([k])
-        final = {id(x) for x in tape.outputs if isinstance(x, Var)}
-        final |= {id(w.value) for w in tape.writes if isinstance(w.value, Var)}
-        needed = set(final)
-        later: list[set[int]] = []
-        for g in reversed(groups):
-            later.append(set(needed))
-            for k in g if isinstance(g, list) else [g]:
-                for e in k.eqns:
-                    needed.update(id(x) for x in e.inputs if isinstance(x, Var))
-        later.reverse()
         self.steps: list[Any] = []
-        for g, used_later in zip(groups, later):
+        for g, used_later in zip(groups, later_uses_of(tape, groups)):
             if not isinstance(g, list):
                 self.steps.append(g)
                 continue
-            defined = {id(e.out) for k in g for e in k.eqns}
-            inputs: dict[int, Var] = {}
-            for k in g:
-                for e in k.eqns:
-                    for x in e.inputs:
-                        if isinstance(x, Var) and id(x) not in defined:
-                            inputs.setdefault(id(x), x)
-            outputs = [e.out for k in g for e in k.eqns if id(e.out) in used_later]
-            outputs = list({id(v): v for v in outputs}.values())
-            naming = Naming.of_segment(g, list(inputs.values()), names)
-            source = CudaSegmentWriter(naming, g, list(inputs.values()), outputs, cache).source()
+            inputs, outputs = segment_io(g, used_later)
+            naming = Naming.of_segment(g, inputs, names)
+            source = CudaSegmentWriter(naming, g, inputs, outputs, cache).source()
             fn = compile_cache.load(source)
-            self.steps.append(_CudaSegment(list(inputs.values()), outputs, source, fn, naming))
+            self.steps.append(_CudaSegment(inputs, outputs, source, fn, naming))
         # results must not be an argument's array (or a view of one): those are copied
         fresh: set[int] = set()
         for k in self.kernels:

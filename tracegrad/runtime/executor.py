@@ -164,28 +164,20 @@ class NumbaExecutable:
                 groups[-1].append(k)
             else:
                 groups.append([k])
-        later_uses = self._later_uses(groups)
+        later_uses = later_uses_of(self.tape, groups)
         donations = self._donations()
         self.steps: list[Any] = []
         for n, g in enumerate(groups):
             if not isinstance(g, list):
                 self.steps.append(g)
                 continue
-            defined = {id(e.out) for k in g for e in k.eqns}
-            inputs: dict[int, Var] = {}
-            for k in g:
-                for e in k.eqns:
-                    for x in e.inputs:
-                        if isinstance(x, Var) and id(x) not in defined:
-                            inputs.setdefault(id(x), x)
-            outputs = [e.out for k in g for e in k.eqns if id(e.out) in later_uses[n]]
-            outputs = list({id(v): v for v in outputs}.values())
-            naming = Naming.of_segment(g, list(inputs.values()), names)
-            writer = SegmentWriter(naming, g, list(inputs.values()), outputs, decorator)
+            inputs, outputs = segment_io(g, later_uses[n])
+            naming = Naming.of_segment(g, inputs, names)
+            writer = SegmentWriter(naming, g, inputs, outputs, decorator)
             source = writer.source()
             seg = _Segment(
                 g,
-                list(inputs.values()),
+                inputs,
                 outputs,
                 source,
                 compile_cache.load(source),
@@ -206,21 +198,6 @@ class NumbaExecutable:
             print(describe(self.kernels), file=sys.stderr)
         if debug_level() >= 3:
             print(self.source(), file=sys.stderr)
-
-    def _later_uses(self, groups: list) -> list[set[int]]:
-        """For each group: the vars that groups after it, outputs or writes read."""
-        final = {id(x) for x in self.tape.outputs if isinstance(x, Var)}
-        final |= {id(w.value) for w in self.tape.writes if isinstance(w.value, Var)}
-        result = []
-        needed = set(final)
-        for g in reversed(groups):
-            result.append(set(needed))
-            kernels = g if isinstance(g, list) else [g]
-            for k in kernels:
-                for e in k.eqns:
-                    needed.update(id(x) for x in e.inputs if isinstance(x, Var))
-        result.reverse()
-        return result
 
     def _donations(self) -> dict[int, int]:
         """State writes computed in place: {new value var: captured var}.
@@ -396,6 +373,35 @@ class NumbaExecutable:
                 where = "numpy (BLAS)" if e.op.name == "matmul" else "Python (numpy forward)"
                 parts.append(f"# ---- step {n}: {e.op.name} runs in {where} ----\n")
         return "\n".join(parts)
+
+
+def later_uses_of(tape: Any, groups: list) -> list[set[int]]:
+    """For each group (a list of kernels: a segment; or one Python step): the vars that the
+    groups after it, the tape's outputs or its state writes read."""
+    needed = {id(x) for x in tape.outputs if isinstance(x, Var)}
+    needed |= {id(w.value) for w in tape.writes if isinstance(w.value, Var)}
+    result = []
+    for g in reversed(groups):
+        result.append(set(needed))
+        for k in g if isinstance(g, list) else [g]:
+            for e in k.eqns:
+                needed.update(id(x) for x in e.inputs if isinstance(x, Var))
+    result.reverse()
+    return result
+
+
+def segment_io(kernels: list, used_later: set[int]) -> tuple[list[Var], list[Var]]:
+    """A segment's inputs (vars its kernels read and do not make, in order of first use) and
+    outputs (vars it makes that something after it reads)."""
+    defined = {id(e.out) for k in kernels for e in k.eqns}
+    inputs: dict[int, Var] = {}
+    for k in kernels:
+        for e in k.eqns:
+            for x in e.inputs:
+                if isinstance(x, Var) and id(x) not in defined:
+                    inputs.setdefault(id(x), x)
+    outputs = {id(e.out): e.out for k in kernels for e in k.eqns if id(e.out) in used_later}
+    return list(inputs.values()), list(outputs.values())
 
 
 def _owned_results(outputs: tuple, writes: tuple, inputs: list) -> tuple:
