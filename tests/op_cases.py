@@ -82,6 +82,23 @@ class Case:
     notes: list = field(default_factory=list)
 
 
+def differentiable_positions(op: Any, case: Case, inputs: list) -> tuple:
+    """Among the tensor inputs of a drawn case (numbers skipped), the positions of the float
+    ones that the op has a VJP rule for (the argnums to take gradients with respect to)."""
+    positions = []
+    position = 0
+    for i, x in enumerate(inputs):
+        if not hasattr(x, "requires_grad"):  # a Python number or other literal
+            continue
+        rule = None
+        if case.grad and op.vjp is not None:
+            rule = op.vjp[0] if op.variadic else (op.vjp[i] if i < len(op.vjp) else None)
+        if x.dtype.kind == "f" and rule is not None:
+            positions.append(position)
+        position += 1
+    return tuple(positions)
+
+
 def unary_case(
     ref: Callable,
     lo: float = -2.0,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from op_cases import CASES, EXAMPLES
+from op_cases import CASES, EXAMPLES, differentiable_positions
 
 import tracegrad as tg
 from tracegrad.ops import OPS
@@ -57,17 +57,7 @@ def test_every_op_compiled_equals_eager(name: str, dtype: Any, data: Any) -> Non
         return op(*[next(it) if isinstance(x, tg.Tensor) else x for x in inputs], **params)
 
     _close(tg.jit(f, parallel=False)(*tensors).numpy(), f(*tensors).numpy(), dtype)
-    diff = []
-    position = 0
-    for i, x in enumerate(inputs):
-        if not isinstance(x, tg.Tensor):
-            continue
-        rule = None
-        if case.grad and op.vjp is not None:
-            rule = op.vjp[0] if op.variadic else (op.vjp[i] if i < len(op.vjp) else None)
-        if x.dtype.kind == "f" and rule is not None:
-            diff.append(position)
-        position += 1
+    diff = differentiable_positions(op, case, inputs)
     if not diff:
         return
     weights = np.random.default_rng(1).standard_normal(f(*tensors).shape)
