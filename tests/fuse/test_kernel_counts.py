@@ -78,6 +78,10 @@ def test_softmax_cross_entropy_value_and_gradient_is_three_passes_or_two_with_la
     passes = [k for k in kernels if k.kind == "loop" and k.space == (batch, classes)]
     assert len(passes) == 2
     assert [k.eqn.op.name for k in kernels if k.kind == "python"] == ["index_check"]
+    # rule 8: the one-hot mask (arange(C) == label) and the picked gradient are recomputed in
+    # the second pass, not stored by the first: the only (B, C) array written is the gradient
+    written = [v for k in passes for v in k.materialize if v.shape == (batch, classes)]
+    assert len(written) == 1 and written[0] is g.tape(logits, labels).outputs[1]
     value, grad = g(logits, labels)
     eager_value, eager_grad = tg.value_and_grad(tg.nn.functional.cross_entropy)(logits, labels)
     np.testing.assert_allclose(value.item(), eager_value.item(), rtol=1e-5)
@@ -92,3 +96,38 @@ def test_ops_without_lowering_are_python_steps():
     f = tg.jit(lambda x, i: x[i].sum(), parallel=False)
     kernels = partition(f.tape(tg.randn(5, 3), tg.tensor([0, 2])))
     assert kinds(kernels) == ["python", "loop"]
+
+
+def test_cheap_values_of_smaller_arrays_are_recomputed_not_stored():
+    # rule 8: v, made in the pass that reduces r, is read again by the pass after it
+    batch, classes = 6, 5
+    x = tg.randn(batch, classes)
+    s = tg.randn(batch, 1)
+    label = tg.tensor(np.arange(batch) % classes)
+
+    def mask(label):
+        return (tg.arange(classes) == label.reshape(batch, 1)).float()
+
+    def cheap(x, s, label):  # a one-hot mask times a per-row scale: recomputed
+        v = mask(label) * s
+        r = (v * x).sum(1, keepdim=True)
+        return x * r + v
+
+    def reads_a_full_array(x, s, label):  # needs x, which the second pass does not read
+        v = x * s
+        r = v.sum(1, keepdim=True)
+        return v * r
+
+    def not_cheap(x, s, label):  # exp at every element: stored, not recomputed
+        v = (mask(label) * s).exp()
+        r = (v * x).sum(1, keepdim=True)
+        return x * r + v
+
+    for fn, recomputed in [(cheap, True), (reads_a_full_array, False), (not_cheap, False)]:
+        f = tg.jit(fn, parallel=False)
+        tape = f.tape(x, s, label)
+        passes = [k for k in partition(tape) if k.kind == "loop" and k.space == (6, 5)]
+        assert len(passes) == 2, fn.__name__
+        stored = [v for v in passes[0].materialize if v.shape == (6, 5)]
+        assert (stored == []) == recomputed, fn.__name__
+        np.testing.assert_allclose(f(x, s, label).numpy(), fn(x, s, label).numpy(), rtol=1e-6)

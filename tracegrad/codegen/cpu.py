@@ -41,6 +41,7 @@ learning rate finds the same source and reuses the compiled function.
 from __future__ import annotations
 
 import keyword
+import os
 from typing import Any
 
 import numpy as np
@@ -51,7 +52,26 @@ from ..tape.printer import _names, format_param
 from .numba_helpers import HELPERS_VERSION
 from .source import SourceWriter
 
-_RESERVED = {"np", "math", "prange", "njit", "S", "LF", "LI", "acc", "n0", "n1", "n2", "n3"}
+# elements below which a loop runs serially (PyTorch's at::internal::GRAIN_SIZE); a runtime
+# value (a literal slot), so TRACEGRAD_PARALLEL_GRAIN changes it without recompiling
+GRAIN_SIZE = 32768
+
+
+def parallel_grain() -> int:
+    """The grain for segments built now: TRACEGRAD_PARALLEL_GRAIN, else GRAIN_SIZE (the tests
+    set 0 to run the parallel loops at small sizes)."""
+    value = os.environ.get("TRACEGRAD_PARALLEL_GRAIN")
+    try:
+        return GRAIN_SIZE if value is None else max(0, int(value))
+    except ValueError:
+        raise ValueError(
+            f"TRACEGRAD_PARALLEL_GRAIN must be a number of elements, got {value!r}"
+        ) from None
+
+
+_RESERVED = {
+    *("np", "math", "prange", "njit", "S", "LF", "LI", "GRAIN", "acc", "n0", "n1", "n2", "n3"),
+}
 _CAST = {
     "float32": "np.float32",
     "float64": "np.float64",
@@ -243,8 +263,10 @@ class SegmentWriter:
         inputs: list[Var],
         outputs: list[Var],
         decorator: Any,
+        parallel: bool = True,
     ) -> None:
         self.n = naming
+        self.parallel = parallel
         self.kernels = kernels
         self.inputs = inputs
         self.outputs = outputs
@@ -254,6 +276,7 @@ class SegmentWriter:
         self.decorator = decorator
         self.w = SourceWriter()
         self._flat = False  # inside a flattened loop: arrays are read as name_1d[i0]
+        self._grain = False  # GRAIN defined
         self.literal_defs: list[str] = []
         # what each var is inside this function: "array" (indexable) or "scalar"
         self.kind: dict[int, str] = {}
@@ -345,6 +368,9 @@ class SegmentWriter:
 
     def _loop(self, index: int, k: Any) -> None:
         w, n = self.w, self.n
+        # a value an earlier kernel made and this loop recomputes (partition rule 8) is still
+        # that kernel's array after this loop
+        earlier = {id(e.out): self.kind[id(e.out)] for e in k.body if id(e.out) in self.kind}
         space = k.space
         rank = len(space)
         if rank:
@@ -389,17 +415,24 @@ class SegmentWriter:
                 )
                 w.line(f"{n.array(v)}_1d = {n.array(v)}.{view}")
             self._flat = True
-            with w.block(f"for i0 in prange({' * '.join(f'n{d}' for d in range(rank))}):"):
-                self._nest([], k, space)
+            total = " * ".join(f"n{d}" for d in range(rank))
+
+            def flat_loop(loop: str) -> None:
+                with w.block(f"for i0 in {loop}({total}):"):
+                    self._nest([], k, space)
+
+            self._outer(rank, flat_loop)
             self._flat = False
         elif rank:
             # the outer loop runs in parallel unless a partial reduction over dim 0 would make
             # threads write the same accumulator element
-            loop = "range" if race else "prange"
-            headers = [f"for i0 in {loop}(n0):"] + [
-                f"for i{d} in range(n{d}):" for d in range(1, rank)
-            ]
-            self._nest(headers, k, space)
+            inner = [f"for i{d} in range(n{d}):" for d in range(1, rank)]
+            if race:
+                self._nest(["for i0 in range(n0):", *inner], k, space)
+            else:
+                self._outer(
+                    rank, lambda loop: self._nest([f"for i0 in {loop}(n0):", *inner], k, space)
+                )
         for e in k.reductions:
             self._finish_reduction(e, space)
         for e in k.epilogue:
@@ -408,6 +441,31 @@ class SegmentWriter:
         for e in k.body:
             if id(e.out) in {id(v) for v in k.materialize}:
                 self.kind[id(e.out)] = "array"
+        self.kind.update(earlier)
+
+    def _outer(self, rank: int, emit: Any) -> None:
+        """The outer loop of a kernel, written by `emit(loop)` with `loop` = "prange" or
+        "range". Waking Numba's threads costs about 2-3 us per parallel loop (more with a
+        reduction), more than a small loop takes: below PyTorch's grain size (32768 elements,
+        at::internal::GRAIN_SIZE) the same loop runs serially. One function holds both, so a
+        size crossing the grain reuses the compiled code (Numba compiles both in the time of
+        the parallel one alone). The grain is a literal slot, not part of the source."""
+        w = self.w
+        if not self.parallel:
+            emit("range")
+            return
+        with w.captured() as loop:
+            emit("prange")
+        if not self._grain:
+            self._grain = True
+            slot = self.n.literal(parallel_grain())
+            self.literal_defs.append(f"GRAIN = {slot}  # loops smaller than this run serially")
+        total = " * ".join(f"n{d}" for d in range(rank))
+        with w.block(f"if {total} < GRAIN:"):
+            w.comment("small: serial (the same loop as below, without waking the threads)")
+        w.lines([line.replace(" in prange(", " in range(", 1) for line in loop])
+        w.line("else:")
+        w.lines(loop)
 
     def _loop_arrays(self, k: Any) -> list[Var]:
         """The arrays a loop kernel reads element by element, and the ones it writes."""

@@ -29,5 +29,23 @@ class SourceWriter:
         finally:
             self._level -= 1
 
+    @contextlib.contextmanager
+    def captured(self) -> Iterator[list[str]]:
+        """Lines written inside the `with` are taken out, indented one level deeper than the
+        current one, into the yielded list (to be written, possibly twice, with `lines`)."""
+        start = len(self._lines)
+        taken: list[str] = []
+        self._level += 1
+        try:
+            yield taken
+        finally:
+            self._level -= 1
+            taken.extend(self._lines[start:])
+            del self._lines[start:]
+
+    def lines(self, lines: list[str]) -> None:
+        """Append already indented lines (from `captured`)."""
+        self._lines.extend(lines)
+
     def getvalue(self) -> str:
         return "\n".join(self._lines) + "\n"

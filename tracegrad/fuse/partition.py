@@ -27,7 +27,11 @@ The rules, applied in tape order (each is a comment beside the code that applies
 7. a kernel that has to be new (a loop over a space no legal loop has, a library call, a
    Python step) goes right after the kernel that makes its last input, not at the end: the
    labels of a loss are checked and compared before the loops over the logits, so the
-   comparison fuses into them.
+   comparison fuses into them;
+8. a cheap elementwise value computed from smaller (broadcast) arrays -- a one-hot mask
+   `arange(C) == label`, a where of it and a per-row scalar -- is recomputed in the later
+   loops that read it instead of being written by its loop and read back: a few
+   instructions per element instead of a store and a load of a whole (B, C) array.
 """
 
 from __future__ import annotations
@@ -202,8 +206,114 @@ def partition(tape: Tape) -> list[Any]:
         target = insert(CallKernel(e) if is_call(e) else PythonStep(e), earliest(ins))
         put(e.out, target, "call")
 
+    _recompute_cheap_values(tape, kernels)
     _mark_materialized(tape, kernels)
     return kernels
+
+
+# rule 8: ops cheap enough to compute again where a value is read (no division, no
+# transcendental function: a few instructions)
+CHEAP = frozenset(
+    (
+        *("eq", "ne", "lt", "le", "gt", "ge", "where", "expand", "neg", "add", "sub", "mul"),
+        *("astype", "logical_and", "logical_or", "logical_not", "abs", "maximum", "minimum"),
+    )
+)
+_CHAIN_LIMIT = 6  # equations recomputed per value, at most
+
+
+def _recompute_cheap_values(tape: Tape, kernels: list[Any]) -> None:
+    """Rule 8. A body value `v` of loop K whose readers outside K are all loops over v's own
+    shape is recomputed in each of them when the equations making it (inside K) are cheap
+    (CHEAP, at most _CHAIN_LIMIT) and each array they read is smaller than v (a broadcast
+    read) or already read by that loop; K then stops writing v, and stops computing it if it
+    does not use it itself."""
+    final = {id(x) for x in tape.outputs if isinstance(x, Var)}
+    final |= {id(w.value) for w in tape.writes if isinstance(w.value, Var)}
+    loops = [k for k in kernels if k.kind == "loop"]
+    order = {id(e): i for i, e in enumerate(tape.eqns)}
+    for k in loops:
+        made = {id(e.out): e for e in k.body}
+        for e in list(k.body):
+            v = e.out
+            if id(v) in final:
+                continue
+            readers = [c for c in kernels if c is not k and any(_reads(q, v) for q in c.eqns)]
+            if not readers or any(
+                c.kind != "loop" or tuple(c.space) != tuple(v.shape) or _defines(c, v)
+                for c in readers
+            ):
+                continue
+            chain = _chain(v, made)
+            if chain is None:
+                continue
+            inside = {id(q.out) for q in chain}
+            leaves = {
+                id(x): x
+                for q in chain
+                for x in q.inputs
+                if isinstance(x, Var) and id(x) not in inside
+            }
+            size = math.prod(v.shape)
+            if not all(
+                x.ndim == 0 or math.prod(x.shape) < size or any(_reads(q, x) for q in c.eqns)
+                for c in readers
+                for x in leaves.values()
+            ):
+                continue
+            for c in readers:
+                have = {id(q.out) for q in c.body}
+                # in tape order (a topological order) among the loop's own equations
+                c.body = sorted(
+                    c.body + [q for q in chain if id(q.out) not in have],
+                    key=lambda q: order[id(q)],
+                )
+    # a loop keeps computing a value only while it (or a loop that does not recompute it, or
+    # the result) needs it
+    for k in loops:
+        changed = True
+        while changed:
+            changed = False
+            for e in reversed(k.body):
+                v = e.out
+                if id(v) in final or any(_reads(q, v) for q in k.eqns if q is not e):
+                    continue
+                if any(
+                    c is not k and not _defines(c, v) and any(_reads(q, v) for q in c.eqns)
+                    for c in kernels
+                ):
+                    continue
+                if any(c is not k and _defines(c, v) for c in loops):
+                    k.body.remove(e)
+                    changed = True
+        if not k.body and not k.reductions:
+            k.space = ()  # nothing left to loop over: its 0-d equations only
+
+
+def _chain(v: Var, made: dict[int, Eqn]) -> list[Eqn] | None:
+    """The cheap equations of a loop body that compute `v` from values made before the loop
+    (in body order), or None when one is not cheap or there are too many."""
+    needed: dict[int, Eqn] = {}
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        e = made.get(id(x))
+        if e is None or id(x) in needed:
+            continue
+        if e.op.name not in CHEAP or len(needed) >= _CHAIN_LIMIT:
+            return None
+        needed[id(x)] = e
+        stack.extend(y for y in e.inputs if isinstance(y, Var))
+    order = list(made)
+    return sorted(needed.values(), key=lambda q: order.index(id(q.out)))
+
+
+def _reads(e: Eqn, v: Var) -> bool:
+    return any(x is v for x in e.inputs)
+
+
+def _defines(k: Any, v: Var) -> bool:
+    return k.kind == "loop" and any(e.out is v for e in k.body)
 
 
 def _delays_past_a_bigger_loop(kernels: list, ready: int, target: int, e: Eqn) -> bool:
@@ -222,19 +332,26 @@ def _mark_materialized(tape: Tape, kernels: list[Any]) -> None:
     for k in kernels:
         if k.kind == "loop":
             for e in k.body:
-                owner[id(e.out)] = k
+                owner.setdefault(id(e.out), k)
     needed: set[int] = set()
     for k in kernels:
         for e in k.eqns:
             for x in e.inputs:
-                if isinstance(x, Var) and id(x) in owner and owner[id(x)] is not k:
+                if (
+                    isinstance(x, Var)
+                    and id(x) in owner
+                    and owner[id(x)] is not k
+                    and not _defines(k, x)  # recomputed there (rule 8)
+                ):
                     needed.add(id(x))
     for x in list(tape.outputs) + [w.value for w in tape.writes]:
         if isinstance(x, Var) and id(x) in owner:
             needed.add(id(x))
     for k in kernels:
         if k.kind == "loop":
-            k.materialize = [e.out for e in k.body if id(e.out) in needed]
+            # written by the loop that computes it first (a loop recomputing it keeps its own
+            # copy in a register)
+            k.materialize = [e.out for e in k.body if id(e.out) in needed and owner[id(e.out)] is k]
 
 
 def describe(kernels: list[Any]) -> str:

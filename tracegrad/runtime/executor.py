@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..codegen.cpu import Naming, SegmentWriter, tape_names
+from ..codegen.driver import DriverWriter, owned
 from ..fuse.partition import describe, partition
 from ..tape.interpret import interpret
 from ..tape.ir import Var
@@ -106,13 +107,12 @@ class _Segment:
         self.inputs = inputs
         self.outputs = outputs
         self.buffers = buffers
-        # what a call does, precomputed: (env key, passed as a scalar?, dtype) per argument
-        self.plan = [(id(v), v.ndim == 0, v.dtype) for v in inputs]
-        self.buffer_plan = [(v.shape, v.dtype) for v in buffers]
-        self.out_plan = [(id(v), v.ndim == 0, v.dtype) for v in outputs]
+        # (shape, dtype, from the pool?): small buffers are plain np.empty (BufferPool.SMALL)
+        self.buffer_plan = [
+            (v.shape, v.dtype, _nbytes(v.shape, v.dtype) >= BufferPool.SMALL) for v in buffers
+        ]
         self.source = source
         self.fn = fn
-        self.first_call_done = False
 
 
 class NumbaExecutable:
@@ -173,7 +173,7 @@ class NumbaExecutable:
                 continue
             inputs, outputs = segment_io(g, later_uses[n])
             naming = Naming.of_segment(g, inputs, names)
-            writer = SegmentWriter(naming, g, inputs, outputs, decorator)
+            writer = SegmentWriter(naming, g, inputs, outputs, decorator, parallel)
             source = writer.source()
             seg = _Segment(
                 g,
@@ -187,13 +187,21 @@ class NumbaExecutable:
             # buffers that are the captured array they replace (see _donations)
             seg.donated = [donations.get(id(v)) for v in writer.buffers]
             self.steps.append(seg)
-        self._arg_ids = [id(v) for v in tape.args]
-        self._captured_ids = [id(v) for v in tape.captured]
-        fresh = self._fresh_vars()
-        self._out_may_alias = [isinstance(x, Var) and id(x) not in fresh for x in tape.outputs]
-        self._write_may_alias = [
-            isinstance(w.value, Var) and id(w.value) not in fresh for w in tape.writes
-        ]
+        # the Python driver: runs the steps in order (codegen/driver.py)
+        self.driver_source, namespace = DriverWriter(
+            tape,
+            self.kernels,
+            self.steps,
+            names,
+            self.consts,
+            self._fresh_vars(),
+            _Segment,
+            self.pool.take,
+            self._donate,
+        ).source()
+        exec(compile(self.driver_source, "<tracegrad driver>", "exec"), namespace)
+        self.call = namespace["call"]
+        self._first_call_done = False
         if debug_level() >= 2:
             print(describe(self.kernels), file=sys.stderr)
         if debug_level() >= 3:
@@ -264,40 +272,14 @@ class NumbaExecutable:
         return donations
 
     def __call__(self, args: Sequence[np.ndarray], captured: Sequence[np.ndarray]) -> tuple:
-        env: dict[int, Any] = dict(self.consts)
-        for key, a in zip(self._arg_ids, args):
-            env[key] = a
-        for key, a in zip(self._captured_ids, captured):
-            env[key] = a
-        for step in self.steps:
-            if type(step) is _Segment:
-                self._run_segment(step, env)
-            else:
-                e = step.eqn
-                vals = [env[id(x)] if isinstance(x, Var) else x for x in e.inputs]
-                out = np.asarray(e.op.forward(*vals, **e.params))
-                if out.dtype != e.out.dtype:
-                    out = out.astype(e.out.dtype)
-                env[id(e.out)] = out
-        inputs = None
-        outputs = []
-        for x, check in zip(self.tape.outputs, self._out_may_alias):
-            value = np.asarray(env[id(x)], dtype=x.dtype) if isinstance(x, Var) else np.asarray(x)
-            if check:
-                inputs = inputs if inputs is not None else [*args, *captured]
-                value = _owned(value, inputs)
-            outputs.append(value)
-        writes = []
-        for w, check in zip(self.tape.writes, self._write_may_alias):
-            if w.value is None:
-                writes.append(None)
-                continue
-            value = np.asarray(env[id(w.value)], dtype=w.value.dtype)
-            if check:
-                inputs = inputs if inputs is not None else [*args, *captured]
-                value = _owned(value, inputs)
-            writes.append(value)
-        return tuple(outputs), tuple(writes)
+        result = self.call(args, captured)
+        if not self._first_call_done:
+            # every segment ran once: its dispatcher compiled, or loaded from Numba's cache
+            self._first_call_done = True
+            for step in self.steps:
+                if type(step) is _Segment:
+                    self._count_first_call(step.fn)
+        return result
 
     def _fresh_vars(self) -> set[int]:
         """Vars whose arrays are new at every call (loop results and matmul products): they
@@ -310,43 +292,20 @@ class NumbaExecutable:
                 fresh.add(id(k.eqn.out))  # a reshape or permute of a new array
         return fresh
 
-    def _run_segment(self, seg: _Segment, env: dict) -> None:
-        params = []
-        for key, is_scalar, dtype in seg.plan:
-            a = env[key]
-            if is_scalar:
-                params.append(a if type(a) is dtype.type else np.asarray(a, dtype=dtype)[()])
-            elif type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous:
-                params.append(a)
-            else:
-                # one layout (C) for every call, so Numba compiles one specialization
-                params.append(np.ascontiguousarray(a, dtype=dtype))
-        take = self.pool.take
-        for (shape, dtype), donor in zip(seg.buffer_plan, seg.donated):
-            a = env[donor] if donor is not None else None
-            if a is not None and self._donatable(a, env):
-                params.append(a)
-            else:
-                params.append(take(shape, dtype))
-        result = seg.fn(*params, seg.S, seg.LF, seg.LI)
-        if not seg.first_call_done:
-            seg.first_call_done = True
-            self._count_first_call(seg.fn)
-        for (key, is_scalar, dtype), r in zip(seg.out_plan, result):
-            # Numba returns 0-d results as Python numbers: give them back their dtype
-            env[key] = dtype.type(r) if is_scalar else r
-
-    def _donatable(self, a: Any, env: dict) -> bool:
-        # a captured array a loop may overwrite: ours to write (not a view that other tensors
-        # see differently, not read-only), C-contiguous, and no argument of this call in it
-        if type(a) is not np.ndarray or a.base is not None or not a.flags.c_contiguous:
-            return False
-        if not a.flags.writeable:
-            return False
-        return not any(
-            type(x) is np.ndarray and np.may_share_memory(a, x)
-            for x in (env[k] for k in self._arg_ids)
-        )
+    def _donate(self, a: Any, args: Sequence[Any], shape: tuple, dtype: np.dtype) -> Any:
+        """The captured array `a` as the buffer of its own new value when a loop may overwrite
+        it (see _donations); else a buffer of the pool."""
+        # ours to write (not a view that other tensors see differently, not read-only),
+        # C-contiguous, and no argument of this call in it
+        if (
+            type(a) is np.ndarray
+            and a.base is None
+            and a.flags.c_contiguous
+            and a.flags.writeable
+            and not any(type(x) is np.ndarray and np.may_share_memory(a, x) for x in args)
+        ):
+            return a
+        return self.pool.take(shape, dtype)
 
     def _count_first_call(self, fn: Any) -> None:
         # the dispatcher compiled now, or loaded machine code from Numba's disk cache
@@ -361,7 +320,10 @@ class NumbaExecutable:
             self.stats["compiles"] += 1
 
     def source(self) -> str:
-        parts = []
+        parts = [
+            "# ---- driver (Python): runs the steps below in order (codegen/driver.py) ----\n"
+            + self.driver_source
+        ]
         for n, step in enumerate(self.steps):
             if isinstance(step, _Segment):
                 parts.append(
@@ -384,37 +346,52 @@ def later_uses_of(tape: Any, groups: list) -> list[set[int]]:
     for g in reversed(groups):
         result.append(set(needed))
         for k in g if isinstance(g, list) else [g]:
+            # a loop that computes a value itself (partition rule 8) does not need it from
+            # before
+            own = {id(e.out) for e in k.eqns}
             for e in k.eqns:
-                needed.update(id(x) for x in e.inputs if isinstance(x, Var))
+                needed.update(id(x) for x in e.inputs if isinstance(x, Var) and id(x) not in own)
     result.reverse()
     return result
 
 
 def segment_io(kernels: list, used_later: set[int]) -> tuple[list[Var], list[Var]]:
     """A segment's inputs (vars its kernels read and do not make, in order of first use) and
-    outputs (vars it makes that something after it reads)."""
-    defined = {id(e.out) for k in kernels for e in k.eqns}
+    outputs (vars it makes that something after it reads).
+
+    A kernel reads a var from outside when it does not compute it itself and no kernel before
+    it in the segment made it visible: a loop's body values are visible after it only when it
+    writes them (partition rule 6); a loop that recomputes a value (rule 8) keeps its copy."""
+    visible: set[int] = set()
     inputs: dict[int, Var] = {}
     for k in kernels:
+        own = {id(e.out) for e in k.eqns}
         for e in k.eqns:
             for x in e.inputs:
-                if isinstance(x, Var) and id(x) not in defined:
+                if isinstance(x, Var) and id(x) not in own and id(x) not in visible:
                     inputs.setdefault(id(x), x)
-    outputs = {id(e.out): e.out for k in kernels for e in k.eqns if id(e.out) in used_later}
+        visible |= {id(v) for v in visible_after(k)}
+    outputs: dict[int, Var] = {}
+    for k in kernels:
+        left = {id(v) for v in visible_after(k)}
+        for e in k.eqns:
+            if id(e.out) in left and id(e.out) in used_later:
+                outputs.setdefault(id(e.out), e.out)
     return list(inputs.values()), list(outputs.values())
+
+
+def visible_after(k: Any) -> list[Var]:
+    """The values kernel `k` leaves for the kernels after it."""
+    if k.kind != "loop":
+        return [k.eqn.out]
+    return [e.out for e in k.prologue + k.reductions + k.epilogue] + list(k.materialize)
 
 
 def _owned_results(outputs: tuple, writes: tuple, inputs: list) -> tuple:
     # results own their memory: an output must not alias an input or a captured tensor
-    outputs = tuple(_owned(o, inputs) for o in outputs)
-    writes = tuple(None if w is None else _owned(w, inputs) for w in writes)
+    outputs = tuple(owned(o, inputs) for o in outputs)
+    writes = tuple(None if w is None else owned(w, inputs) for w in writes)
     return outputs, writes
-
-
-def _owned(a: np.ndarray, inputs: list) -> np.ndarray:
-    if any(np.may_share_memory(a, i) for i in inputs if isinstance(i, np.ndarray)):
-        return np.array(a, copy=True)
-    return a
 
 
 _BLAS_OPS = frozenset(("matmul", "conv2d"))

@@ -103,7 +103,8 @@ class Entry:
         if writes:
             for w, value in zip(self.tape.writes, writes):
                 _write_back(w, value)
-        out = [Tensor._wrap(o) if _is_array(o) else o for o in outputs]
+        wrap = Tensor._wrap
+        out = [wrap(o) if type(o) is np.ndarray or is_device_array(o) else o for o in outputs]
         if self.flat_tuple:
             return tuple(out)
         return unflatten(self.out_tree, out)
