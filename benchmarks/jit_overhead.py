@@ -44,6 +44,25 @@ def per_call_us(repeats: int = 20000) -> float:
     return statistics.median(samples) * 1e6
 
 
+def jax_per_call_us(repeats: int = 20000) -> float | None:
+    """The same cached call through jax.jit(jax.value_and_grad), measured the same way."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    f = jax.jit(jax.value_and_grad(lambda x: ((2 * x + 1) ** 2).mean()))
+    x = jnp.asarray([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=jnp.float32)
+    jax.block_until_ready(f(x))
+    samples = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        for _ in range(repeats // 20):
+            jax.block_until_ready(f(x))
+        samples.append((time.perf_counter() - t0) / (repeats // 20))
+    return statistics.median(samples) * 1e6
+
+
 def first_calls() -> list[tuple[float, float, int, int]]:
     cache = tempfile.mkdtemp(prefix="tracegrad-bench-")
     env = dict(os.environ, TRACEGRAD_CACHE_DIR=cache)
@@ -60,6 +79,9 @@ def first_calls() -> list[tuple[float, float, int, int]]:
 def main() -> None:
     us = per_call_us()
     print(f"per call, cached value_and_grad on a 2x3 input: {us:.1f} us")
+    jax_us = jax_per_call_us()
+    if jax_us is not None:
+        print(f"  jax.jit, the same: {jax_us:.1f} us; tracegrad / jax.jit = {us / jax_us:.2f}x")
     (imp0, cold, c0, h0), (imp1, warm, c1, h1) = first_calls()
     print(f"first call, new graph, cold disk cache: {cold:.2f} s ({c0} compiled, {h0} loaded)")
     print(

@@ -483,6 +483,26 @@ def _max_pool_ref(x: np.ndarray, *, kernel, stride, padding, dilation):
     return cols.max(axis=(1, 2)).transpose(1, 0, 2, 3)
 
 
+def _pool_argmax(d: Any) -> tuple:
+    # ties, NaN and windows wholly in the padding (dilated) on purpose: the first maximum wins
+    params = _window(d)
+    values = d(st.sampled_from(["distinct", "ties", "nan"]))
+    x = _image(d, params, d(st.integers(1, 3)), values=distinct)
+    if values == "ties":
+        x = np.round(x)
+    elif values == "nan" and x.size:
+        x.flat[d(st.integers(0, x.size - 1))] = np.nan
+    return (x,), params
+
+
+def _pool_argmax_ref(x: np.ndarray, *, kernel, stride, padding, dilation):
+    cols = _unfold_ref(
+        x, kernel=kernel, stride=stride, padding=padding, dilation=dilation, pad_value=-np.inf
+    )
+    c, kh, kw, n, oh, ow = cols.shape
+    return np.argmax(cols.reshape(c, kh * kw, n, oh, ow), axis=1)[:, None]
+
+
 def _matmul(d: Any) -> tuple:
     n, k, m = (d(st.integers(0, 3)) for _ in range(3))
     kind = d(st.sampled_from(["mm", "mv", "vm", "vv", "batched"]))
@@ -646,6 +666,7 @@ CASES: dict[str, Case] = {
     "fold2d": Case(_fold, _fold_ref),
     "conv2d": Case(_conv, _conv_ref),
     "max_pool2d": Case(_max_pool, _max_pool_ref),
+    "max_pool2d_argmax": Case(_pool_argmax, _pool_argmax_ref, grad=False),
     "const": Case(
         lambda d: ((), {"value": floats(d, d(shapes()))}), lambda *, value: value, grad=False
     ),

@@ -16,8 +16,8 @@ size-generic parameters (`S`, `LF`, `LI`; codegen/cpu.py), written as one module
   float inputs (int64 for integers), as on the CPU;
 * matmul is the tiled shared-memory kernel of `cuda_helpers` (one launch per batch element for
   batched products), permute a gather kernel, reshape a view; indexing, cat, gather/scatter_add,
-  full, im2col/col2im, conv2d (im2col + GEMM), max_pool2d and argmax/argmin have kernels here
-  too (on the CPU they are numpy steps);
+  full, im2col/col2im, conv2d (im2col + GEMM), max_pool2d (and its window argmax) and
+  argmax/argmin have kernels here too (on the CPU they are numpy steps);
 * a plain-Python host function `segment(...)` allocates the results and launches the kernels in
   order; launch sizes come from `grid(n)` / `reduce_grid(m)` at run time.
 
@@ -855,6 +855,42 @@ class CudaSegmentWriter:
         self._end_loop(kd, block)
         self._launch_over(kd, dims)
 
+    def _max_pool2d_argmax(self, index: int, e: Any) -> None:
+        """The position of each window's first maximum (padding reads -inf; the first NaN
+        wins), out[c, 0, b, r, q], as the CPU's kernel in ops/nn.py."""
+        x = e.inputs[0]
+        self._alloc(e.out)
+        dims = self._dims_of(e.out, "m")
+        kd = self._grid_kernel(f"kernel{index}_pool_argmax", dims)
+        xs = kd.use(self.n.array(x))
+        out = kd.use(self.n.array(e.out))
+        kd.use("_h", self.n.dims(x)[2])
+        kd.use("_w", self.n.dims(x)[3])
+        kh = self._literal(kd, int(e.params["kernel"][0]), np.int64)
+        kw = self._literal(kd, int(e.params["kernel"][1]), np.int64)
+        sh, sw, dh, dw, ph, pw = self._window_params(kd, e)
+        block = self._loop_over(kd, 5)  # (c, 0, b, r, q) = (i0, i1, i2, i3, i4)
+        w = kd.w
+        w.line("_best = -math.inf")
+        w.line("_best_k = 0")
+        w.line("_k = 0")
+        with w.block(f"for _i in range({kh}):"):
+            w.line(f"_hi = i3 * {sh} + _i * {dh} - {ph}")
+            with w.block(f"for _j in range({kw}):"):
+                w.line(f"_wi = i4 * {sw} + _j * {dw} - {pw}")
+                w.line("_v = -math.inf")
+                with w.block("if 0 <= _hi < _h and 0 <= _wi < _w:"):
+                    w.line(f"_v = {xs}[i2, i0, _hi, _wi]")
+                with w.block("if _k == 0:"):
+                    w.line("_best = _v")
+                with w.block("elif _best == _best and (_v > _best or _v != _v):"):
+                    w.line("_best = _v")
+                    w.line("_best_k = _k")
+                w.line("_k += 1")
+        w.line(f"{out}[i0, i1, i2, i3, i4] = _best_k")
+        self._end_loop(kd, block)
+        self._launch_over(kd, dims)
+
     def _argmax(self, index: int, e: Any) -> None:
         self._arg_reduce(index, e, ">")
 
@@ -955,6 +991,7 @@ _INDEX_WRITERS = frozenset(
         "fold2d",
         "conv2d",
         "max_pool2d",
+        "max_pool2d_argmax",
         "argmax",
         "argmin",
         "index_check",
@@ -976,7 +1013,7 @@ def cuda_lowers(e: Any) -> bool:
     if name == "matmul":  # batched or 1-D x N-D: one tiled GEMM per batch element
         x, y = e.inputs
         return x.dtype.kind == "f" and x.dtype == y.dtype
-    if name in ("conv2d", "max_pool2d", "fold2d", "unfold2d"):
+    if name in ("conv2d", "max_pool2d", "max_pool2d_argmax", "fold2d", "unfold2d"):
         return e.inputs[0].size > 0 and e.out.size > 0
     return name in ("full", "cat", "gather", "index_check")
 

@@ -50,7 +50,7 @@ from .elementwise import (
     zeros_like,
 )
 from .linalg import matmul
-from .nn import conv2d, fold2d, max_pool2d, unfold2d
+from .nn import conv2d, fold2d, max_pool2d, max_pool2d_argmax, unfold2d
 from .reduce import amax, amin, argmax, argmin, expand_back, logsumexp, mean, prod, sum
 from .shape import (
     ARRAY,
@@ -125,6 +125,7 @@ __all__ = [
     "conv2d",
     "fold2d",
     "max_pool2d",
+    "max_pool2d_argmax",
     "unfold2d",
     "amax",
     "amin",
