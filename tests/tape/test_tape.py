@@ -158,6 +158,34 @@ def test_simplify_folds_the_seed_of_backward():
     np.testing.assert_allclose(_run(tape, [np.array([1, 2, 3], np.float32)])[0], [2, 4, 6])
 
 
+def test_simplify_puts_a_reshaped_reductions_dims_back_with_keepdim():
+    # reshape(sum(x, 1), (3, 1)) is sum(x, 1, keepdim=True): no reshape left between the
+    # reduction's loop and the loop that broadcasts it; the non-keepdim result stays where used
+    x = tg.tensor(np.random.default_rng(2).random((3, 4)))
+
+    def f(x):
+        return x.sum(1).reshape(3, 1) * x + x.amax(1).reshape(3, 1) + x.mean(1).sum()
+
+    tape = simplify(tg.make_tape(f)(x))
+    assert [e.op.name for e in tape.eqns].count("reshape") == 0
+    reductions = [
+        (e.op.name, tuple(e.params["dims"]), e.params["keepdim"])
+        for e in tape.eqns
+        if e.op.name in ("sum", "amax", "mean")
+    ]
+    assert sorted(reductions) == [
+        ("amax", (1,), True),  # was reshaped
+        ("mean", (1,), False),  # used as it is
+        ("sum", (0,), False),
+        ("sum", (1,), True),  # was reshaped
+    ]
+    (value,), _ = interpret(tape, [x.numpy()], [])
+    np.testing.assert_allclose(value, f(x).numpy(), rtol=1e-12)
+    # a reshape to another shape is left alone
+    other = simplify(tg.make_tape(lambda x: x.sum(0).reshape(2, 2))(x))
+    assert [e.op.name for e in other.eqns] == ["sum", "reshape"]
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_passes_never_change_results(seed):
     rng = np.random.default_rng(seed)

@@ -11,7 +11,8 @@ Before (the adjoint of `mean((2x+1)**2)` as traced)::
     k:f32[2,3] = mul j 2        (and, elsewhere, `mul x 1`, `add x 0`, reshape to the same shape)
 
 `simplify` removes `mul x 1`, `add x 0`, `sub x 0`, `div x 1`, identity reshapes, permutes,
-expands and casts, and turns `sum(expand(x))` over the broadcast dims into `x * N`; `cse` merges
+expands and casts, turns `sum(expand(x))` over the broadcast dims into `x * N` and a reshape
+that puts a reduction's dims back into the reduction with `keepdim=True`; `cse` merges
 equal equations; `dce` drops what no output or state write needs. Each returns a new tape.
 """
 
@@ -150,6 +151,16 @@ def simplify(tape: Tape) -> Tape:
                 kept.extend(new_eqns)
                 subst[id(e.out)] = result
                 continue
+        if name == "reshape" and alias is None and isinstance(ins[0], Var) and id(ins[0]) in defs:
+            kept_dims = _keepdim_form(defs[id(ins[0])], e.out)
+            if kept_dims is not None:
+                # reshape(sum(x, dims), keepdim shape) -> sum(x, dims, keepdim=True): the
+                # reduction's loop writes the shape its readers broadcast, with no reshape
+                # (a library call) between it and the loop that reads it
+                new = Eqn(kept_dims.op, kept_dims.inputs, e.out, kept_dims.params)
+                defs[id(e.out)] = new
+                kept.append(new)
+                continue
         if alias is not None:
             subst[id(e.out)] = alias
             continue
@@ -164,6 +175,22 @@ def simplify(tape: Tape) -> Tape:
         defs[id(e.out)] = new
         kept.append(new)
     return dce(_rebuild(tape, kept, subst))
+
+
+_KEEPDIM_REDUCTIONS = frozenset(("sum", "mean", "amax", "amin", "prod", "logsumexp"))
+
+
+def _keepdim_form(red: Eqn, out: Var) -> Eqn | None:
+    """`red` with keepdim=True when that gives exactly `out`'s shape (a reshape of a reduction
+    that puts the reduced dims back as size 1), else None."""
+    if red.op.name not in _KEEPDIM_REDUCTIONS or red.params.get("keepdim", True):
+        return None
+    x = red.inputs[0]
+    dims = {d % x.ndim for d in red.params["dims"]} if x.ndim else set()
+    shape = tuple(1 if d in dims else n for d, n in enumerate(x.shape))
+    if shape != tuple(out.shape) or red.out.dtype != out.dtype:
+        return None
+    return Eqn(red.op, red.inputs, out, {**red.params, "keepdim": True})
 
 
 def _sum_of_expand(expand_eqn: Eqn, sum_eqn: Eqn, ins: tuple) -> tuple | None:
