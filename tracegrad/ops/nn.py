@@ -134,12 +134,23 @@ def _fold_kernel(cols, out, sh, sw, dh, dw):  # noqa: ANN001, ANN202
     c, kh, kw, n, oh, ow = cols.shape
     for b in range(n):
         for ci in range(c):
+            plane = out[b, ci]
             for i in range(kh):
                 for j in range(kw):
+                    block = cols[ci, i, j, b]
                     for r in range(oh):
-                        hi = r * sh + i * dh
-                        for q in range(ow):
-                            out[b, ci, hi, q * sw + j * dw] += cols[ci, i, j, b, r, q]
+                        # one output row += one column row: through 1-d views, so the adds
+                        # vectorize (indexing the 4-d and 6-d arrays element by element was
+                        # 4x slower at ResNet's stride-1 shapes)
+                        row = plane[r * sh + i * dh]
+                        src = block[r]
+                        if sw == 1:
+                            dst = row[j * dw : j * dw + ow]
+                            for q in range(ow):
+                                dst[q] += src[q]
+                        else:
+                            for q in range(ow):
+                                row[q * sw + j * dw] += src[q]
 
 
 def _unfold_abstract(
