@@ -118,6 +118,7 @@ class DriverWriter:
         # by a compiled loop), "number" (a Python number returned by Numba for a 0-d result),
         # "const" (a global of the right type), "any" (arguments, captured state, numpy steps)
         self.form: dict[int, str] = {}
+        self._aliasing = False  # a result needs the check against the inputs (`_owned`)
         self.w = SourceWriter()
 
     def source(self) -> tuple[str, dict[str, Any]]:
@@ -237,8 +238,7 @@ class DriverWriter:
         writes = []
         for i, wr in enumerate(self.tape.writes):
             writes.append("None" if wr.value is None else self._result(wr.value, f"_write{i}"))
-        inputs_needed = any("_owned(" in r for r in outs + writes)
-        if inputs_needed:
+        if self._aliasing:
             w.comment("results own their memory: copies of those that share an input's")
             w.line("inputs = [*args, *captured]")
         w.line(f"return {_tuple(outs)}, {_tuple(writes)}")
@@ -256,7 +256,10 @@ class DriverWriter:
         if form == "array" and id(x) in self.fresh:
             return name
         value = f"_as_dtype({name}, {dt})"
-        return value if id(x) in self.fresh else f"_owned({value}, inputs)"
+        if id(x) in self.fresh:
+            return value
+        self._aliasing = True  # the result may share an input's memory: checked per call
+        return f"_owned({value}, inputs)"
 
 
 _DTYPE_NAMES = {

@@ -113,10 +113,6 @@ class Entry:
         return unflatten(self.out_tree, out)
 
 
-def _is_array(o: Any) -> bool:
-    return type(o) is np.ndarray or is_device_array(o)
-
-
 def _write_back(write: Any, value: Any) -> None:
     t = write.tensor_ref()
     if t is None:
