@@ -828,20 +828,27 @@ class CudaSegmentWriter:
         self._end_loop(kd, block)
         self._launch_over(kd, dims)
 
-    def _max_pool2d(self, index: int, e: Any) -> None:
-        """The maximum of each window (padding is -inf; NaN propagates, as eager)."""
+    def _window_kernel(self, index: int, e: Any, name: str, rank: int) -> tuple:
+        """A grid kernel over the elements of a pooling op's output (rank dims), with the input
+        (x, `_h`, `_w`) and the window's sizes as literal slots; returns (kd, input, output,
+        host dims, the open loop block, the window's (kh, kw, sh, sw, dh, dw, ph, pw))."""
         x = e.inputs[0]
         self._alloc(e.out)
         dims = self._dims_of(e.out, "m")
-        kd = self._grid_kernel(f"kernel{index}_max_pool", dims)
+        kd = self._grid_kernel(f"kernel{index}_{name}", dims)
         xs = kd.use(self.n.array(x))
         out = kd.use(self.n.array(e.out))
         kd.use("_h", self.n.dims(x)[2])
         kd.use("_w", self.n.dims(x)[3])
         kh = self._literal(kd, int(e.params["kernel"][0]), np.int64)
         kw = self._literal(kd, int(e.params["kernel"][1]), np.int64)
-        sh, sw, dh, dw, ph, pw = self._window_params(kd, e)
-        block = self._loop_over(kd, 4)
+        window = (kh, kw, *self._window_params(kd, e))
+        return kd, xs, out, dims, self._loop_over(kd, rank), window
+
+    def _max_pool2d(self, index: int, e: Any) -> None:
+        """The maximum of each window (padding is -inf; NaN propagates, as eager)."""
+        kd, xs, out, dims, block, window = self._window_kernel(index, e, "max_pool", 4)
+        kh, kw, sh, sw, dh, dw, ph, pw = window
         w = kd.w
         w.line("_best = -math.inf")
         with w.block(f"for _i in range({kh}):"):
@@ -858,18 +865,9 @@ class CudaSegmentWriter:
     def _max_pool2d_argmax(self, index: int, e: Any) -> None:
         """The position of each window's first maximum (padding reads -inf; the first NaN
         wins), out[c, 0, b, r, q], as the CPU's kernel in ops/nn.py."""
-        x = e.inputs[0]
-        self._alloc(e.out)
-        dims = self._dims_of(e.out, "m")
-        kd = self._grid_kernel(f"kernel{index}_pool_argmax", dims)
-        xs = kd.use(self.n.array(x))
-        out = kd.use(self.n.array(e.out))
-        kd.use("_h", self.n.dims(x)[2])
-        kd.use("_w", self.n.dims(x)[3])
-        kh = self._literal(kd, int(e.params["kernel"][0]), np.int64)
-        kw = self._literal(kd, int(e.params["kernel"][1]), np.int64)
-        sh, sw, dh, dw, ph, pw = self._window_params(kd, e)
-        block = self._loop_over(kd, 5)  # (c, 0, b, r, q) = (i0, i1, i2, i3, i4)
+        # out[c, 0, b, r, q]: (i0, i1, i2, i3, i4)
+        kd, xs, out, dims, block, window = self._window_kernel(index, e, "pool_argmax", 5)
+        kh, kw, sh, sw, dh, dw, ph, pw = window
         w = kd.w
         w.line("_best = -math.inf")
         w.line("_best_k = 0")
