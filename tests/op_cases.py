@@ -492,15 +492,25 @@ def _pool_argmax(d: Any) -> tuple:
         x = np.round(x)
     elif values == "nan" and x.size:
         x.flat[d(st.integers(0, x.size - 1))] = np.nan
-    return (x,), params
+    return (x, _max_pool_ref(x, **params)), params
 
 
-def _pool_argmax_ref(x: np.ndarray, *, kernel, stride, padding, dilation):
-    cols = _unfold_ref(
-        x, kernel=kernel, stride=stride, padding=padding, dilation=dilation, pad_value=-np.inf
-    )
-    c, kh, kw, n, oh, ow = cols.shape
-    return np.argmax(cols.reshape(c, kh * kw, n, oh, ow), axis=1)[:, None]
+def _pool_argmax_ref(x: np.ndarray, out: np.ndarray, *, kernel, stride, padding, dilation):
+    # the first position of each window, in (i, j) order, holding its maximum (or a NaN when
+    # the maximum is NaN), as hi * W + wi; H * W when no position is inside the input
+    h, w = x.shape[2:]
+    index = np.full(out.shape, h * w, dtype=np.int64)
+    for b, ci, r, q in np.ndindex(*out.shape):
+        m = out[b, ci, r, q]
+        for i, j in np.ndindex(*kernel):
+            hi = r * stride[0] + i * dilation[0] - padding[0]
+            wi = q * stride[1] + j * dilation[1] - padding[1]
+            if 0 <= hi < h and 0 <= wi < w:
+                v = x[b, ci, hi, wi]
+                if v == m or (np.isnan(m) and np.isnan(v)):
+                    index[b, ci, r, q] = hi * w + wi
+                    break
+    return index
 
 
 def _matmul(d: Any) -> tuple:

@@ -130,12 +130,33 @@ def test_conv_and_pools_match_pytorch(n, groups, k, stride, dilation, extra):
         (ref * ref).sum().backward()
         (out * out).sum().backward()
         np.testing.assert_allclose(gx.grad.numpy(), tx.grad.numpy(), atol=1e-4)
+    _, ref_index = torch.nn.functional.max_pool2d(tx, **pargs, return_indices=True)
+    _, index = F.max_pool2d(gx, **pargs, return_indices=True)
+    assert index.dtype == tg.int64 and not index.requires_grad
+    np.testing.assert_array_equal(index.numpy(), ref_index.numpy())
 
 
 def test_max_pool_gradient_goes_to_the_first_maximum():
     x = tg.tensor([[[[1.0, 3.0], [3.0, 2.0]]]], requires_grad=True)
     F.max_pool2d(x, 2).sum().backward()
     assert x.grad.numpy().tolist() == [[[[0.0, 1.0], [0.0, 0.0]]]]
+
+
+def test_max_pool_indices():
+    # positions in the input plane (h * W + w) of each window's first maximum; a NaN wins; a
+    # window wholly in the padding (dilation 3) has none: H * W
+    x = tg.tensor([[[[1.0, 3.0, 0.0], [3.0, 2.0, 5.0]]]])
+    out, index = F.max_pool2d(x, 2, stride=1, return_indices=True)
+    assert out.tolist() == [[[[3.0, 5.0]]]] and index.tolist() == [[[[1, 5]]]]
+    x[0, 0, 1, 0] = float("nan")
+    out, index = F.max_pool2d(x[0], 2, stride=1, return_indices=True)  # 3-D input
+    assert index.tolist() == [[[3, 5]]] and np.isnan(out[0, 0, 0].item())
+    y = tg.tensor(rng.standard_normal((1, 2, 2, 3)), requires_grad=True)
+    out, index = F.max_pool2d(y, 2, stride=1, padding=1, dilation=3, return_indices=True)
+    assert out.shape == (1, 2, 1, 2) and np.all(out.detach().numpy() == -np.inf)
+    assert np.all(index.numpy() == 6)
+    out.backward(tg.ones_like(out))  # the empty windows' cotangents go nowhere
+    np.testing.assert_array_equal(y.grad.numpy(), np.zeros(y.shape))
 
 
 def test_batch_norm_training_statistics_and_running_update():

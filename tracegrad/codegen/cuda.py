@@ -863,29 +863,25 @@ class CudaSegmentWriter:
         self._launch_over(kd, dims)
 
     def _max_pool2d_argmax(self, index: int, e: Any) -> None:
-        """The position of each window's first maximum (padding reads -inf; the first NaN
-        wins), out[c, 0, b, r, q], as the CPU's kernel in ops/nn.py."""
-        # out[c, 0, b, r, q]: (i0, i1, i2, i3, i4)
-        kd, xs, out, dims, block, window = self._window_kernel(index, e, "pool_argmax", 5)
+        """The position (hi * W + wi) of each window's first element equal to its maximum
+        `out` (the first NaN when that is NaN); H * W for a window with no element inside the
+        input, as the CPU's kernel in ops/nn.py."""
+        kd, xs, out, dims, block, window = self._window_kernel(index, e, "pool_argmax", 4)
         kh, kw, sh, sw, dh, dw, ph, pw = window
+        maxima = kd.use(self.n.array(e.inputs[1]))
         w = kd.w
-        w.line("_best = -math.inf")
-        w.line("_best_k = 0")
-        w.line("_k = 0")
+        w.line(f"_m = {maxima}[i0, i1, i2, i3]")
+        w.line("_nan = _m != _m")
+        w.line("_k = _h * _w")
         with w.block(f"for _i in range({kh}):"):
-            w.line(f"_hi = i3 * {sh} + _i * {dh} - {ph}")
+            w.line(f"_hi = i2 * {sh} + _i * {dh} - {ph}")
             with w.block(f"for _j in range({kw}):"):
-                w.line(f"_wi = i4 * {sw} + _j * {dw} - {pw}")
-                w.line("_v = -math.inf")
-                with w.block("if 0 <= _hi < _h and 0 <= _wi < _w:"):
-                    w.line(f"_v = {xs}[i2, i0, _hi, _wi]")
-                with w.block("if _k == 0:"):
-                    w.line("_best = _v")
-                with w.block("elif _best == _best and (_v > _best or _v != _v):"):
-                    w.line("_best = _v")
-                    w.line("_best_k = _k")
-                w.line("_k += 1")
-        w.line(f"{out}[i0, i1, i2, i3, i4] = _best_k")
+                w.line(f"_wi = i3 * {sw} + _j * {dw} - {pw}")
+                with w.block("if _k == _h * _w and 0 <= _hi < _h and 0 <= _wi < _w:"):
+                    w.line(f"_v = {xs}[i0, i1, _hi, _wi]")
+                    with w.block("if _v == _m or (_nan and _v != _v):"):
+                        w.line("_k = _hi * _w + _wi")
+        w.line(f"{out}[i0, i1, i2, i3] = _k")
         self._end_loop(kd, block)
         self._launch_over(kd, dims)
 

@@ -143,17 +143,25 @@ def max_pool2d(
     ceil_mode: bool = False,
     return_indices: bool = False,
 ) -> Tensor:
-    if return_indices:
-        raise ValueError("max_pool2d: return_indices=True is not supported")
+    """Maximum over each window; with return_indices=True also the position of each window's
+    first maximum in its input plane (h * W + w, PyTorch's indices; H * W for a window wholly
+    in the padding, which has none)."""
     input, kernel, stride_, padding_ = _pool_args(
         "max_pool2d", input, kernel_size, stride, padding, ceil_mode
     )
     dilation_ = pair("max_pool2d", "dilation", dilation, 1)
     if input.ndim == 3:
-        return max_pool2d(input.unsqueeze(0), kernel, stride_, padding_, dilation_).squeeze(0)
-    return ops.max_pool2d(
-        input, kernel=kernel, stride=stride_, padding=padding_, dilation=dilation_
-    )
+        out = max_pool2d(
+            input.unsqueeze(0), kernel, stride_, padding_, dilation_, False, return_indices
+        )
+        if return_indices:
+            return out[0].squeeze(0), out[1].squeeze(0)
+        return out.squeeze(0)
+    window = {"kernel": kernel, "stride": stride_, "padding": padding_, "dilation": dilation_}
+    out = ops.max_pool2d(input, **window)
+    if return_indices:
+        return out, ops.max_pool2d_argmax(input.detach(), out.detach(), **window)
+    return out
 
 
 def avg_pool2d(
