@@ -98,13 +98,24 @@ def _unfold_forward(
     dilation: tuple,
     pad_value: float = 0.0,
 ) -> np.ndarray:
-    n, c = x.shape[:2]
+    n, c, h, w = x.shape
     oh, ow = out_size("unfold2d", x.shape, kernel, stride, padding, dilation)
     out = np.empty((c, kernel[0], kernel[1], n, oh, ow), dtype=x.dtype)
-    _unfold_kernel(
-        np.ascontiguousarray(x), out, *stride, *dilation, *padding, out.dtype.type(pad_value)
-    )
+    x = np.ascontiguousarray(x)
+    if _long_rows(ow, stride[1]):
+        _unfold_kernel(x, out, *stride, *dilation, *padding, out.dtype.type(pad_value))
+    else:
+        table = _window_table(n, c, h, w, *kernel, oh, ow, *stride, *dilation, *padding)
+        _unfold_table_kernel(x, out, table, out.dtype.type(pad_value))
     return out
+
+
+def _long_rows(ow: int, sw: int) -> bool:
+    """Whether im2col/col2im go row by row (rows long enough to vectorize) or through a table
+    of window positions (narrow outputs: ResNet's 4x4 and 2x2 planes, where the row loops are
+    all overhead). Measured at ResNet-18's shapes, batch 16: the table is 1.7-2.4x faster for
+    outputs 2-6 wide (8 wide with stride 2) and 1.3-3x slower for 8 wide and up (stride 1)."""
+    return ow >= (8 if sw == 1 else 16)
 
 
 # im2col and col2im as plain loops compiled once by Numba (cached on disk): 1.5-3x faster than
@@ -153,6 +164,57 @@ def _fold_kernel(cols, out, sh, sw, dh, dw):  # noqa: ANN001, ANN202
                                 row[q * sw + j * dw] += src[q]
 
 
+@njit(cache=True)
+def _window_table(n, c, h, w, kh, kw, oh, ow, sh, sw, dh, dw, ph, pw):  # noqa: ANN001, ANN202
+    """(kh * kw, N * OH * OW): where in channel 0 of x each column element of a window offset
+    reads (b * C * H * W + hi * W + wi), -1 in the padding; channel ci adds ci * H * W."""
+    table = np.empty((kh * kw, n * oh * ow), dtype=np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            m = 0
+            for b in range(n):
+                for r in range(oh):
+                    hi = r * sh + i * dh - ph
+                    for q in range(ow):
+                        wi = q * sw + j * dw - pw
+                        inside = 0 <= hi < h and 0 <= wi < w
+                        table[i * kw + j, m] = b * c * h * w + hi * w + wi if inside else -1
+                        m += 1
+    return table
+
+
+@njit(cache=True)
+def _unfold_table_kernel(x, out, table, pad_value):  # noqa: ANN001, ANN202
+    c, hw = x.shape[1], x.shape[2] * x.shape[3]
+    source = x.ravel()
+    k, m = table.shape
+    cols = out.reshape((c, k, m))
+    for ci in range(c):
+        for t in range(k):
+            dst = cols[ci, t]
+            at = table[t]
+            for e in range(m):
+                s = at[e]
+                v = source[ci * hw + max(s, 0)]
+                dst[e] = v if s >= 0 else pad_value
+
+
+@njit(cache=True)
+def _fold_table_kernel(cols, out, table):  # noqa: ANN001, ANN202
+    c, hw = out.shape[1], out.shape[2] * out.shape[3]
+    dest = out.reshape(out.size)
+    k, m = table.shape
+    src = cols.reshape((c, k, m))
+    for ci in range(c):
+        for t in range(k):
+            row = src[ci, t]
+            at = table[t]
+            for e in range(m):
+                s = at[e]
+                if s >= 0:
+                    dest[ci * hw + s] += row[e]
+
+
 def _unfold_abstract(
     x: Any, *, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple, pad_value: float = 0.0
 ) -> Aval:
@@ -166,9 +228,15 @@ def _fold_forward(
     cols: np.ndarray, *, size: tuple, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple
 ) -> np.ndarray:
     c, kh, kw, n, oh, ow = cols.shape
+    cols = np.ascontiguousarray(cols)
+    if not _long_rows(ow, stride[1]):
+        out = np.zeros((n, c) + tuple(size), dtype=cols.dtype)
+        table = _window_table(n, c, *size, kh, kw, oh, ow, *stride, *dilation, *padding)
+        _fold_table_kernel(cols, out, table)
+        return out
     hp, wp = size[0] + 2 * padding[0], size[1] + 2 * padding[1]
     out = np.zeros((n, c, hp, wp), dtype=cols.dtype)
-    _fold_kernel(np.ascontiguousarray(cols), out, *stride, *dilation)
+    _fold_kernel(cols, out, *stride, *dilation)
     return out[:, :, padding[0] : padding[0] + size[0], padding[1] : padding[1] + size[1]]
 
 
