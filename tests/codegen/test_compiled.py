@@ -115,3 +115,32 @@ def test_sign_and_the_gradient_of_abs_at_zero_and_nan_match_eager():
     np.testing.assert_array_equal(tg.jit(lambda t: t.sign())(x).numpy(), x.sign().numpy())
     g = tg.grad(lambda t: t.abs().sum())
     np.testing.assert_array_equal(tg.jit(g)(x).numpy(), g(x).numpy())
+
+
+def test_long_tapes_keep_every_name_distinct():
+    # Tape names run a, b, ..., as, ..., asx, ...: the keyword `as` must not be renamed to a
+    # name another var has (it was "asx", the 1194th var: a ResNet-18 step read the wrong
+    # array). Here `as` is one of the kept products, read at the end, after `asx` is written.
+    from tracegrad.codegen.cpu import Naming
+    from tracegrad.codegen.driver import _safe
+    from tracegrad.tape.ir import Var
+    from tracegrad.tape.printer import _names
+
+    gen = _names()
+    names = [next(gen) for _ in range(20000)]
+    renamed = [_safe(n) for n in names]
+    assert len(set(renamed)) == len(renamed) and "as0" in renamed
+    local = Naming([Var(tg.ops.Aval((), np.dtype(np.float32))) for _ in range(2000)]).names
+    assert len(set(local.values())) == 2000
+
+    def f(x, w):
+        kept, h = [], x
+        for i in range(1300):
+            h = h @ w  # a rotation: no fixed point, every product differs
+            if 30 <= i < 60:
+                kept.append(h)
+        return sum(k * h for k in kept)  # read after the 1194th var is written
+
+    x = tg.randn(2, 3, dtype=tg.float64)
+    w = tg.tensor(np.linalg.qr(np.random.default_rng(0).standard_normal((3, 3)))[0])
+    np.testing.assert_allclose(tg.jit(f)(x, w).numpy(), f(x, w).numpy(), rtol=1e-12)

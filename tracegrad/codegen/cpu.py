@@ -103,7 +103,7 @@ class Naming:
                 continue
             name = next(gen)
             if keyword.iskeyword(name) or name in _RESERVED or keyword.issoftkeyword(name):
-                name += "x"
+                name += "0"  # generated names are letters only: no other var is called this
             self.names[id(v)] = name
             self.rows[id(v)] = len(self.vars)
             self.vars.append(v)

@@ -280,6 +280,8 @@ def _tuple(items: list[str]) -> str:
 
 
 def _safe(name: str) -> str:
+    # tape names are letters only, so a digit makes a name no other var has ("as" -> "as0";
+    # "asx" is a tape name of its own once a tape has 1300 vars)
     if keyword.iskeyword(name) or keyword.issoftkeyword(name) or name in ("np", "args", "inputs"):
-        return name + "x"
+        return name + "0"
     return name
