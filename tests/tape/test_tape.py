@@ -7,7 +7,7 @@ import pytest
 import tracegrad as tg
 from tracegrad import ops
 from tracegrad.ops.core import Aval
-from tracegrad.tape import TapeTypeError, check, interpret
+from tracegrad.tape import TapeTypeError, check, interpret, passes
 from tracegrad.tape.ir import Eqn, Tape, Var
 from tracegrad.tape.passes import cse, dce, optimize, simplify
 
@@ -205,3 +205,41 @@ def test_passes_never_change_results(seed):
     tape2 = tg.make_tape(f)(tg.tensor(x))
     for a, b in zip(_run(optimize(tape2), [x]), _run(tape2, [x])):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def _conv_grads(groups: int, stride: int):
+    def f(x, w, w2):
+        y = tg.nn.functional.conv2d(x, w, padding=1, stride=stride, groups=groups).relu()
+        return tg.nn.functional.conv2d(y, w2, dilation=2).square().sum()
+
+    return tg.value_and_grad(f, argnums=(0, 1, 2))
+
+
+@pytest.mark.parametrize("groups, stride", [(1, 1), (2, 2)])
+def test_convolutions_share_their_columns_with_the_weight_gradient(groups, stride):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 7, 6))
+    w, w2 = rng.standard_normal((6, 4 // groups, 3, 3)), rng.standard_normal((3, 6, 2, 2))
+    tape = tg.make_tape(_conv_grads(groups, stride))(*map(tg.tensor, (x, w, w2)))
+    names = [e.op.name for e in tape.eqns]
+    assert names.count("conv2d") == 2 and names.count("unfold2d") == 2  # forward, weight grads
+    out = optimize(tape)
+    check(out)
+    names = [e.op.name for e in out.eqns]
+    # each convolution is its im2col and a product; the weight gradient reads those columns
+    assert names.count("conv2d") == 0 and names.count("unfold2d") == 2
+    for a, b in zip(_run(out, [x, w, w2]), _run(tape, [x, w, w2])):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
+def test_convolutions_keep_conv2d_without_a_weight_gradient_or_over_the_memory_cap(monkeypatch):
+    x, w = tg.randn(2, 3, 8, 8), tg.randn(4, 3, 3, 3)
+    forward = optimize(tg.make_tape(lambda x, w: tg.nn.functional.conv2d(x, w))(x, w))
+    assert [e.op.name for e in forward.eqns] == ["conv2d"]
+    # columns of 3 * 9 * 2 * 36 float32 = 7776 bytes: over a cap of 7775 the forward keeps its
+    # conv2d and the weight gradient unfolds again; at 7776 the two share one im2col
+    value_and_grad = tg.value_and_grad(lambda x, w: tg.nn.functional.conv2d(x, w).sum(), argnums=1)
+    for cap, convs in ((7775, 1), (7776, 0)):
+        monkeypatch.setattr(passes, "COLUMNS_KEPT_BYTES", cap)
+        names = [e.op.name for e in optimize(tg.make_tape(value_and_grad)(x, w)).eqns]
+        assert names.count("conv2d") == convs and names.count("unfold2d") == 1

@@ -223,6 +223,64 @@ def _sum_of_expand(expand_eqn: Eqn, sum_eqn: Eqn, ins: tuple) -> tuple | None:
     return eqns, value
 
 
+# A convolution keeps its im2col columns for its weight gradient when they are at most this
+# large (a 3x3 convolution's columns are 9x its input, alive from the forward to the backward
+# pass); larger ones are computed again by the backward pass, as eager mode does.
+COLUMNS_KEPT_BYTES = 64 << 20
+
+
+def share_conv_columns(tape: Tape) -> Tape:
+    """conv2d -> permute(reshape(matmul(w, unfold2d(x)))) where the backward pass unfolds the
+    same input with the same window (the weight gradient), so that `cse` merges the two
+    im2cols: the forward's columns are reused instead of computed twice (ResNet-18 at batch
+    16: 20 im2cols of 20 convolutions, 11 ms of a 180 ms step), and the result's permute fuses
+    into the loops that read it (BatchNorm) instead of being a copy in conv2d. Costs memory: the
+    columns stay alive until the backward pass, so only those up to `COLUMNS_KEPT_BYTES`."""
+    unfolded = {
+        (id(e.inputs[0]), _param_key(e.params)) for e in tape.eqns if e.op.name == "unfold2d"
+    }
+    eqns: list[Eqn] = []
+    for e in tape.eqns:
+        x, w = e.inputs if e.op.name == "conv2d" else (None, None)
+        if x is None or not isinstance(x, Var) or not isinstance(w, Var):
+            eqns.append(e)
+            continue
+        o, cg, kh, kw = w.shape
+        n, _, oh, ow = e.out.shape
+        window = {
+            "kernel": (kh, kw),
+            "stride": e.params["stride"],
+            "padding": e.params["padding"],
+            "dilation": e.params["dilation"],
+        }
+        cols_shape = (x.shape[1], kh, kw, n, oh, ow)
+        nbytes = int(np.prod(cols_shape)) * x.dtype.itemsize
+        if (id(x), _param_key(window)) not in unfolded or nbytes > COLUMNS_KEPT_BYTES:
+            eqns.append(e)
+            continue
+        groups, k, nl = e.params["groups"], cg * kh * kw, n * oh * ow
+
+        def var(shape: tuple) -> Var:
+            return Var(Aval(shape, e.out.dtype), tape)
+
+        cols, w_rows, cols_rows, prod, planes = (
+            var(cols_shape),
+            var((o, k) if groups == 1 else (groups, o // groups, k)),
+            var((k, nl) if groups == 1 else (groups, k, nl)),
+            var((o, nl) if groups == 1 else (groups, o // groups, nl)),
+            var((o, n, oh, ow)),
+        )
+        eqns += [
+            Eqn(ops.unfold2d, (x,), cols, window),
+            Eqn(ops.reshape, (w,), w_rows, {"shape": w_rows.shape}),
+            Eqn(ops.reshape, (cols,), cols_rows, {"shape": cols_rows.shape}),
+            Eqn(ops.matmul, (w_rows, cols_rows), prod, {}),
+            Eqn(ops.reshape, (prod,), planes, {"shape": planes.shape}),
+            Eqn(ops.permute, (planes,), e.out, {"dims": (1, 0, 2, 3)}),
+        ]
+    return tape.copy_with(eqns, tape.outputs, tape.writes)
+
+
 def optimize(tape: Tape) -> Tape:
     """The passes in the order the runtime applies them."""
-    return dce(cse(simplify(tape)))
+    return dce(cse(simplify(share_conv_columns(tape))))
