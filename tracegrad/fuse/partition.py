@@ -226,8 +226,8 @@ def _recompute_cheap_values(tape: Tape, kernels: list[Any]) -> None:
     """Rule 8. A body value `v` of loop K whose readers outside K are all loops over v's own
     shape is recomputed in each of them when the equations making it (inside K) are cheap
     (CHEAP, at most _CHAIN_LIMIT) and each array they read is smaller than v (a broadcast
-    read) or already read by that loop; K then stops writing v, and stops computing it if it
-    does not use it itself."""
+    read) or already read by that loop -- or, for v's only reader, all but one of them; K then
+    stops writing v, and stops computing it if it does not use it itself."""
     final = {id(x) for x in tape.outputs if isinstance(x, Var)}
     final |= {id(w.value) for w in tape.writes if isinstance(w.value, Var)}
     loops = [k for k in kernels if k.kind == "loop"]
@@ -255,11 +255,17 @@ def _recompute_cheap_values(tape: Tape, kernels: list[Any]) -> None:
                 if isinstance(x, Var) and id(x) not in inside
             }
             size = math.prod(v.shape)
-            if not all(
-                x.ndim == 0 or math.prod(x.shape) < size or any(_reads(q, x) for q in c.eqns)
+            # arrays of v's size a reader would read in addition: none, or one for a single
+            # reader (which then reads it instead of v: K no longer writes v, nor reads that
+            # array for it -- SGD's `momentum * buf`, computed before the gradient exists,
+            # moves into the update loop that reads it)
+            extra = [
+                x
                 for c in readers
                 for x in leaves.values()
-            ):
+                if x.ndim and math.prod(x.shape) >= size and not any(_reads(q, x) for q in c.eqns)
+            ]
+            if len(extra) > (1 if len(readers) == 1 else 0):
                 continue
             for c in readers:
                 have = {id(q.out) for q in c.body}
