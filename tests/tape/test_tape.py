@@ -243,3 +243,28 @@ def test_convolutions_keep_conv2d_without_a_weight_gradient_or_over_the_memory_c
         monkeypatch.setattr(passes, "COLUMNS_KEPT_BYTES", cap)
         names = [e.op.name for e in optimize(tg.make_tape(value_and_grad)(x, w)).eqns]
         assert names.count("conv2d") == convs and names.count("unfold2d") == 1
+
+
+def test_simplify_composes_permutes():
+    x = tg.randn(2, 3, 4)
+    assert [e.op.name for e in simplify(tg.make_tape(lambda x: x.mT.mT * 2)(x)).eqns] == ["mul"]
+    tape = simplify(tg.make_tape(lambda x: x.permute(1, 0, 2).permute(0, 2, 1) * 2)(x))
+    assert [(e.op.name, e.params.get("dims")) for e in tape.eqns] == [
+        ("permute", (1, 2, 0)),
+        ("mul", None),
+    ]
+    np.testing.assert_array_equal(_run(tape, [x.numpy()])[0], x.numpy().transpose(1, 2, 0) * 2)
+
+
+def test_the_weight_gradient_of_a_linear_layer_comes_out_in_the_weights_layout():
+    # d/dW of x @ W^T is (x^T @ g)^T; as g^T @ x the product has W's layout, no transpose after
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((5, 4)), rng.standard_normal((3, 4)), rng.standard_normal(3)
+    f = tg.grad(lambda x, w, b: tg.nn.functional.linear(x, w, b).tanh().sum(), argnums=(1, 2))
+    tape = tg.make_tape(f)(*map(tg.tensor, (x, w, b)))
+    out = optimize(tape)
+    check(out)
+    (mm,) = [e for e in out.eqns if e.op.name == "matmul" and e.out.shape == (3, 4)]
+    assert not [e for e in out.eqns if e.op.name == "permute" and e.inputs[0] is mm.out]
+    for a, b_ in zip(_run(out, [x, w, b]), _run(tape, [x, w, b])):
+        np.testing.assert_allclose(a, b_, rtol=1e-12)

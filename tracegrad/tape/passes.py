@@ -11,8 +11,10 @@ Before (the adjoint of `mean((2x+1)**2)` as traced)::
     k:f32[2,3] = mul j 2        (and, elsewhere, `mul x 1`, `add x 0`, reshape to the same shape)
 
 `simplify` removes `mul x 1`, `add x 0`, `sub x 0`, `div x 1`, identity reshapes, permutes,
-expands and casts, turns `sum(expand(x))` over the broadcast dims into `x * N` and a reshape
-that puts a reduction's dims back into the reduction with `keepdim=True`; `cse` merges
+expands and casts, turns `sum(expand(x))` over the broadcast dims into `x * N`, a reshape
+that puts a reduction's dims back into the reduction with `keepdim=True`, a permute of a
+permute into one, and the transpose of a 2-D product into the product of the transposes;
+`share_conv_columns` lets a convolution's weight gradient reuse its im2col; `cse` merges
 equal equations; `dce` drops what no output or state write needs. Each returns a new tape.
 """
 
@@ -104,7 +106,8 @@ def _same_aval(x: Any, out: Var) -> bool:
 
 
 def simplify(tape: Tape) -> Tape:
-    """Remove trivial equations (identities), and sum-of-broadcast -> multiply."""
+    """Remove trivial equations (identities); sum-of-broadcast -> multiply; compose permutes;
+    transposed 2-D products -> products of the transposes."""
     subst: dict[int, Any] = {}
     defs: dict[int, Eqn] = {}
     consts: dict[int, np.ndarray] = {}
@@ -116,10 +119,35 @@ def simplify(tape: Tape) -> Tape:
             x = subst[id(x)]
         return x
 
+    uses: dict[int, int] = {}
+    for x in (
+        [x for e in tape.eqns for x in e.inputs]
+        + list(tape.outputs)
+        + [w.value for w in tape.writes]
+    ):
+        if isinstance(x, Var):
+            uses[id(x)] = uses.get(id(x), 0) + 1
+
     for e in tape.eqns:
         ins = tuple(s(x) for x in e.inputs)
         name = e.op.name
         alias = None
+        if name == "permute" and isinstance(ins[0], Var) and id(ins[0]) in defs:
+            inner = defs[id(ins[0])]
+            if inner.op.name == "permute":
+                # permute(permute(x, p), q) = permute(x, p[q]): the identity when they undo
+                # each other (the transpose of a transposed weight in a linear layer's VJP)
+                p, q = inner.params["dims"], e.params["dims"]
+                ins, e = (
+                    (inner.inputs[0],),
+                    Eqn(e.op, e.inputs, e.out, {"dims": tuple(p[i] for i in q)}),
+                )
+            elif inner.op.name == "matmul" and uses.get(id(ins[0])) == 1:
+                swapped = _transposed_product(inner, e, defs, kept, tape)
+                if swapped is not None:
+                    kept.append(swapped)
+                    defs[id(e.out)] = swapped
+                    continue
         if name == "const":
             consts[id(e.out)] = e.params["value"]
         elif name == "expand" and isinstance(ins[0], Var) and id(ins[0]) in consts:
@@ -175,6 +203,31 @@ def simplify(tape: Tape) -> Tape:
         defs[id(e.out)] = new
         kept.append(new)
     return dce(_rebuild(tape, kept, subst))
+
+
+def _transposed_product(mm: Eqn, e: Eqn, defs: dict, kept: list, tape: Tape) -> Eqn | None:
+    """permute[dims=(1, 0)](matmul(a, b)) -> matmul(b^T, a^T) for 2-D a and b, when the
+    product is read only there: the weight gradient of a linear layer (x^T @ g, then
+    transposed into the weight's layout) comes out of BLAS in the weight's layout, and the
+    optimizer's loop reads it contiguously instead of across rows (an MLP's 512x784 update:
+    1.2 -> 0.3 ms). The transposes are views that BLAS reads as they are."""
+    a, b = mm.inputs
+    if tuple(e.params["dims"]) != (1, 0) or not isinstance(a, Var) or not isinstance(b, Var):
+        return None
+    if a.ndim != 2 or b.ndim != 2:
+        return None
+
+    def transposed(x: Var) -> Var:
+        d = defs.get(id(x))
+        if d is not None and d.op.name == "permute" and tuple(d.params["dims"]) == (1, 0):
+            return d.inputs[0]
+        t = Var(Aval((x.shape[1], x.shape[0]), x.dtype), tape)
+        new = Eqn(ops.permute, (x,), t, {"dims": (1, 0)})
+        kept.append(new)
+        defs[id(t)] = new
+        return t
+
+    return Eqn(ops.matmul, (transposed(b), transposed(a)), e.out, {})
 
 
 _KEEPDIM_REDUCTIONS = frozenset(("sum", "mean", "amax", "amin", "prod", "logsumexp"))
