@@ -30,6 +30,8 @@ tape name does.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -848,16 +850,12 @@ class CudaSegmentWriter:
     def _max_pool2d(self, index: int, e: Any) -> None:
         """The maximum of each window (padding is -inf; NaN propagates, as eager)."""
         kd, xs, out, dims, block, window = self._window_kernel(index, e, "max_pool", 4)
-        kh, kw, sh, sw, dh, dw, ph, pw = window
         w = kd.w
         w.line("_best = -math.inf")
-        with w.block(f"for _i in range({kh}):"):
-            w.line(f"_hi = i2 * {sh} + _i * {dh} - {ph}")
-            with w.block(f"for _j in range({kw}):"):
-                w.line(f"_wi = i3 * {sw} + _j * {dw} - {pw}")
-                with w.block("if 0 <= _hi < _h and 0 <= _wi < _w:"):
-                    w.line(f"_v = {xs}[i0, i1, _hi, _wi]")
-                    w.line(_combine_nan("amax", "_best", "_v"))
+        with _over_window(w, window):
+            with w.block("if 0 <= _hi < _h and 0 <= _wi < _w:"):
+                w.line(f"_v = {xs}[i0, i1, _hi, _wi]")
+                w.line(_combine_nan("amax", "_best", "_v"))
         w.line(f"{out}[i0, i1, i2, i3] = {_cast(e.out)}(_best)")
         self._end_loop(kd, block)
         self._launch_over(kd, dims)
@@ -867,20 +865,16 @@ class CudaSegmentWriter:
         `out` (the first NaN when that is NaN); H * W for a window with no element inside the
         input, as the CPU's kernel in ops/nn.py."""
         kd, xs, out, dims, block, window = self._window_kernel(index, e, "pool_argmax", 4)
-        kh, kw, sh, sw, dh, dw, ph, pw = window
         maxima = kd.use(self.n.array(e.inputs[1]))
         w = kd.w
         w.line(f"_m = {maxima}[i0, i1, i2, i3]")
         w.line("_nan = _m != _m")
         w.line("_k = _h * _w")
-        with w.block(f"for _i in range({kh}):"):
-            w.line(f"_hi = i2 * {sh} + _i * {dh} - {ph}")
-            with w.block(f"for _j in range({kw}):"):
-                w.line(f"_wi = i3 * {sw} + _j * {dw} - {pw}")
-                with w.block("if _k == _h * _w and 0 <= _hi < _h and 0 <= _wi < _w:"):
-                    w.line(f"_v = {xs}[i0, i1, _hi, _wi]")
-                    with w.block("if _v == _m or (_nan and _v != _v):"):
-                        w.line("_k = _hi * _w + _wi")
+        with _over_window(w, window):
+            with w.block("if _k == _h * _w and 0 <= _hi < _h and 0 <= _wi < _w:"):
+                w.line(f"_v = {xs}[i0, i1, _hi, _wi]")
+                with w.block("if _v == _m or (_nan and _v != _v):"):
+                    w.line("_k = _hi * _w + _wi")
         w.line(f"{out}[i0, i1, i2, i3] = _k")
         self._end_loop(kd, block)
         self._launch_over(kd, dims)
@@ -1010,6 +1004,18 @@ def cuda_lowers(e: Any) -> bool:
     if name in ("conv2d", "max_pool2d", "max_pool2d_argmax", "fold2d", "unfold2d"):
         return e.inputs[0].size > 0 and e.out.size > 0
     return name in ("full", "cat", "gather", "index_check")
+
+
+@contextlib.contextmanager
+def _over_window(w: Any, window: tuple) -> Iterator[None]:
+    """The loops over a pooling window at output position (i2, i3): `_hi`, `_wi` are the input
+    row and column of window offset (`_i`, `_j`), possibly in the padding."""
+    kh, kw, sh, sw, dh, dw, ph, pw = window
+    with w.block(f"for _i in range({kh}):"):
+        w.line(f"_hi = i2 * {sh} + _i * {dh} - {ph}")
+        with w.block(f"for _j in range({kw}):"):
+            w.line(f"_wi = i3 * {sw} + _j * {dw} - {pw}")
+            yield
 
 
 def _combine_nan(op: str, acc: str, x: str) -> str:
