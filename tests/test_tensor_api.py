@@ -142,6 +142,15 @@ def test_index_select_gather_split_chunk():
         assert tg.gradcheck(fn, (x,))
 
 
+def test_scatter_add_repeats_add_up_and_dtypes_must_match():
+    out = tg.scatter_add(tg.zeros(2, 3), 1, tg.tensor([[1, 1, 2], [0, -1, 0]]), tg.ones(2, 3))
+    assert out.tolist() == [[0.0, 2.0, 1.0], [2.0, 0.0, 1.0]]  # repeats add, -1 wraps (numpy's)
+    with pytest.raises(IndexError, match="index 3 is out of bounds for dim 1 with size 3"):
+        tg.scatter_add(tg.zeros(2, 3), 1, tg.tensor([[3], [0]]), tg.ones(2, 1))
+    with pytest.raises(TypeError, match="scatter_add: src must have the input's dtype"):
+        tg.scatter_add(tg.zeros(2, 3, dtype=tg.int64), 1, tg.tensor([[1], [0]]), tg.ones(2, 1))
+
+
 def test_setitem_with_tensor_index_and_mask():
     t = tg.zeros(4)
     t[tg.tensor([1, 3])] = tg.tensor([5.0, 6.0])

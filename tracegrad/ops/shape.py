@@ -328,6 +328,8 @@ def _zeros(shape: tuple, like: Any) -> Any:
 
 
 def _scatter_add_forward(x: np.ndarray, index: np.ndarray, src: np.ndarray, *, dim: int):
+    if src.dtype != x.dtype:
+        raise TypeError("src and input dtypes differ")  # explained by _scatter_add_abstract
     out = np.array(x, copy=True, order="C")
     if index.size == 0:
         return out
@@ -356,7 +358,7 @@ def _scatter_add_forward(x: np.ndarray, index: np.ndarray, src: np.ndarray, *, d
         out.reshape(-1),
         np.broadcast_to(base, line_shape).reshape(-1),
         np.ascontiguousarray(np.moveaxis(index, dim, -1)).reshape(-1, k),
-        np.ascontiguousarray(np.moveaxis(part, dim, -1), dtype=out.dtype).reshape(-1, k),
+        np.ascontiguousarray(np.moveaxis(part, dim, -1)).reshape(-1, k),
         strides[dim],
         size,
     )
@@ -383,6 +385,12 @@ def _scatter_add_abstract(x: Any, index: Any, src: Any, *, dim: int) -> Aval:
             x.shape,
             index.shape,
             src.shape,
+        )
+    if src.dtype != x.dtype:
+        # as PyTorch: no silent cast of the added values (floats into an integer tensor)
+        raise TypeError(
+            f"scatter_add: src must have the input's dtype, got {src.dtype} and {x.dtype} "
+            f"(shapes {tuple(src.shape)}, {tuple(x.shape)}). Convert one with .to(dtype)"
         )
     return Aval(x.shape, x.dtype)
 
