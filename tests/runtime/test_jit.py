@@ -376,6 +376,95 @@ def test_state_updates_are_computed_into_the_captured_arrays():
     assert len(_donations(step, grads[0])) == 2
 
 
+def test_an_update_loop_reads_the_old_value_through_the_buffer_it_may_overwrite():
+    # the donated buffer is read and written as one array (so LLVM vectorizes the loop); when
+    # the caller cannot donate (the parameter is a view of a bigger array), the buffer is a
+    # new array and the old values are copied into it first: results equal eager either way
+    rng = np.random.default_rng(2)
+    start = rng.standard_normal((6, 5)).astype(np.float32)
+    g = tg.tensor(rng.standard_normal((6, 5)).astype(np.float32))
+    base = np.zeros((7, 5), np.float32)
+    base[1:] = start
+    for p in (tg.tensor(start.copy()), tg.from_numpy(base[1:])):
+        p_eager, buf, buf_eager = tg.tensor(start.copy()), tg.zeros(6, 5), tg.zeros(6, 5)
+
+        def update(p, buf, g):
+            with tg.no_grad():
+                buf.mul_(0.9).add_(g)
+                p.sub_(0.1 * buf)
+            return p.sum()
+
+        step = tg.jit(lambda g, p=p, buf=buf: update(p, buf, g))
+        for _ in range(3):
+            close(step(g), update(p_eager, buf_eager, g), 1e-5)
+        close(p, p_eager, 1e-6)
+        close(buf, buf_eager, 1e-6)
+        source = step.source(g)
+        assert "the loop reads" in source and ".ctypes.data !=" in source
+    np.testing.assert_array_equal(base[0], 0)  # the view's neighbours are untouched
+    np.testing.assert_allclose(base[1:], p_eager.numpy(), rtol=1e-6)
+
+
+def test_what_reads_a_parameter_runs_before_its_update_so_the_update_is_in_place():
+    # rule 9: a layer's input gradient reads its weight; rule 7 would place the weight's SGD
+    # update (made when its gradient is ready) before it, and the update then needed a buffer
+    # of its own. Every parameter and momentum buffer is updated in its own array.
+    tg.manual_seed(0)
+    model = tg.nn.Sequential(
+        tg.nn.Linear(6, 8), tg.nn.ReLU(), tg.nn.Linear(8, 8), tg.nn.ReLU(), tg.nn.Linear(8, 3)
+    )
+    eager = tg.nn.Sequential(
+        tg.nn.Linear(6, 8), tg.nn.ReLU(), tg.nn.Linear(8, 8), tg.nn.ReLU(), tg.nn.Linear(8, 3)
+    )
+    eager.load_state_dict(model.state_dict())
+
+    def stepper(model):
+        opt = tg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = tg.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        return step
+
+    jitted, plain = tg.jit(stepper(model)), stepper(eager)
+    rng = np.random.default_rng(3)
+    x = tg.tensor(rng.standard_normal((5, 6)).astype(np.float32))
+    y = tg.tensor(rng.integers(0, 3, 5))
+    for _ in range(4):
+        close(jitted(x, y), plain(x, y), 1e-5)
+    for (name, a), b in zip(model.named_parameters(), eager.parameters()):
+        close(a, b, 1e-5)
+    entry = jitted._entry_for((x, y), {})
+    writes = [w for w in entry.tape.writes if w.kind == "data" and w.value.ndim]
+    assert len(writes) == 2 * len(list(model.parameters()))  # parameters and momentum buffers
+    assert set(entry.executable._donations()) >= {id(w.value) for w in writes}
+
+
+def test_a_reader_of_the_old_value_that_needs_the_new_one_stays_after_it():
+    # rule 9 cannot move `new @ p.T` (it reads the old p) before the loop making `new`: p
+    # then gets its new value through a buffer of its own, and the product sees the old p
+    rng = np.random.default_rng(4)
+    start = rng.standard_normal((4, 4)).astype(np.float32)
+    p, p_eager = tg.tensor(start.copy()), tg.tensor(start.copy())
+    g = tg.tensor(rng.standard_normal((4, 4)).astype(np.float32))
+
+    def update(p, g):
+        with tg.no_grad():
+            new = p - 0.1 * g
+            product = new @ p.T
+            p.copy_(new)
+        return product
+
+    step = tg.jit(lambda g: update(p, g))
+    for _ in range(3):
+        close(step(g), update(p_eager, g), 1e-5)
+    close(p, p_eager, 1e-6)
+
+
 def test_old_value_read_after_the_new_one_is_computed_stays_correct():
     # `new` is computed, then the old p is read, then p takes the new value: the write's
     # value is the copy (a Python step), so p's array is not written by the loop

@@ -31,7 +31,12 @@ The rules, applied in tape order (each is a comment beside the code that applies
 8. a cheap elementwise value computed from smaller (broadcast) arrays -- a one-hot mask
    `arange(C) == label`, a where of it and a per-row scalar -- is recomputed in the later
    loops that read it instead of being written by its loop and read back: a few
-   instructions per element instead of a store and a load of a whole (B, C) array.
+   instructions per element instead of a store and a load of a whole (B, C) array;
+9. a kernel that reads a captured value (or a view of it) after the loop computing that
+   value's replacement -- a conv's input gradient, which reads the weight, placed after the
+   weight's SGD update by rule 7 -- moves before that loop when it does not depend on it, with
+   what it needs from in between: the update can then be written into the old array
+   (executor._donations).
 """
 
 from __future__ import annotations
@@ -207,6 +212,7 @@ def partition(tape: Tape) -> list[Any]:
         put(e.out, target, "call")
 
     _recompute_cheap_values(tape, kernels)
+    _read_before_overwrite(tape, kernels)
     _mark_materialized(tape, kernels)
     return kernels
 
@@ -294,6 +300,52 @@ def _recompute_cheap_values(tape: Tape, kernels: list[Any]) -> None:
                     changed = True
         if not k.body and not k.reductions:
             k.space = ()  # nothing left to loop over: its 0-d equations only
+
+
+def _read_before_overwrite(tape: Tape, kernels: list[Any]) -> None:
+    """Rule 9: for each data write `old <- v`, the kernels after v's loop that read old (or a
+    reshape/permute/Python-step view of it) move before that loop, together with the kernels
+    between them that they need, when none of those needs the loop. Otherwise nothing moves
+    (the write then goes through a separate buffer, as before)."""
+    for w in tape.writes:
+        v, old = w.value, w.label
+        if w.kind != "data" or not isinstance(v, Var) or not isinstance(old, Var):
+            continue
+        at = next((i for i, k in enumerate(kernels) if _defines(k, v)), None)
+        if at is None:
+            continue
+        views = {id(old)}
+        for k in kernels:
+            x = k.eqn.inputs[0] if k.kind != "loop" and k.eqn.inputs else None
+            if isinstance(x, Var) and id(x) in views:
+                views.add(id(k.eqn.out))
+        made = {}  # id(var) -> index of the first kernel that makes it
+        for i, k in enumerate(kernels):
+            for e in k.eqns:
+                made.setdefault(id(e.out), i)
+        moving: set[int] = set()  # kernel indices
+        stack = [
+            j
+            for j in range(at + 1, len(kernels))
+            if any(isinstance(x, Var) and id(x) in views for e in kernels[j].eqns for x in e.inputs)
+        ]
+        while stack:
+            j = stack.pop()
+            if j in moving:
+                continue
+            if j == at:
+                moving = set()  # a reader needs the new value's loop: it cannot go first
+                break
+            moving.add(j)
+            own = {id(e.out) for e in kernels[j].eqns}
+            for e in kernels[j].eqns:
+                for x in e.inputs:
+                    if isinstance(x, Var) and id(x) not in own and made.get(id(x), -1) >= at:
+                        stack.append(made[id(x)])
+        if moving:
+            first = [kernels[j] for j in sorted(moving)]
+            rest = [k for j, k in enumerate(kernels[at:], at) if j not in moving]
+            kernels[at:] = first + rest
 
 
 def _chain(v: Var, made: dict[int, Eqn]) -> list[Eqn] | None:

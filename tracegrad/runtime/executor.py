@@ -166,6 +166,7 @@ class NumbaExecutable:
                 groups.append([k])
         later_uses = later_uses_of(self.tape, groups)
         donations = self._donations()
+        captured = {id(x): x for x in tape.captured}
         self.steps: list[Any] = []
         for n, g in enumerate(groups):
             if not isinstance(g, list):
@@ -173,7 +174,15 @@ class NumbaExecutable:
                 continue
             inputs, outputs = segment_io(g, later_uses[n])
             naming = Naming.of_segment(g, inputs, names)
-            writer = SegmentWriter(naming, g, inputs, outputs, decorator, parallel)
+            writer = SegmentWriter(
+                naming,
+                g,
+                inputs,
+                outputs,
+                decorator,
+                parallel,
+                {v: captured[old] for v, old in donations.items()},
+            )
             source = writer.source()
             seg = _Segment(
                 g,
