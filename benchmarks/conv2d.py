@@ -3,7 +3,8 @@
     python -m benchmarks.conv2d [--repeats 20]
 
 Forward and both gradients of a 3x3 convolution at ResNet-18 shapes (batch 16, 64x64 input
-images: layer1 to layer4). Interleaved repeats in one process, median times; the direct-loop
+images: layer1 to layer4). Repeats in alternating blocks in one process (benchmarks/timing.py),
+median times; the direct-loop
 kernel is the straightforward parallel Numba version (output channels in prange). The results
 decided the lowering recorded in docs/nn.md.
 """
@@ -11,13 +12,14 @@ decided the lowering recorded in docs/nn.md.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numba
 import numpy as np
 
 import tracegrad as tg
 from tracegrad import ops
+
+from .timing import time_blocks
 
 try:
     import torch
@@ -97,14 +99,9 @@ def main(argv: list[str] | None = None) -> None:
                 torch.nn.functional.conv2d(px, pw, stride=stride, padding=1).sum().backward()
 
             systems["torch_both"] = torch_both
-        times = {k: [] for k in systems}
         for f in systems.values():
             f()
-        for _ in range(args.repeats):
-            for k, f in systems.items():
-                t = time.perf_counter()
-                f()
-                times[k].append(time.perf_counter() - t)
+        times = time_blocks(systems, args.repeats)
         med = {k: np.median(v) * 1e3 for k, v in times.items()}
         row = f"({n},{c},{hw},{hw}) -> {o}, s{stride}"
         print(

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     med = measure(fns, args.repeats)
     print(
         f"softmax cross-entropy value and gradient, {b} x {c} float32, median of "
-        f"{args.repeats} interleaved repeats"
+        f"{args.repeats} repeats in alternating blocks (benchmarks/timing.py)"
     )
     for name, ms in med.items():
         print(f"  {name:16s} {ms:9.2f} ms")

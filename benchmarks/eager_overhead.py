@@ -4,9 +4,9 @@
     out = ((2 * x + 1) ** 2).mean();  out.backward()
 
 Everything here is per-op Python overhead (the arrays have 6 elements), which is what a user of
-eager mode pays on small models. tracegrad and PyTorch (when installed) run interleaved in one
-process, round-robin, so machine noise hits both alike; the figure that counts is the ratio of
-medians. Run: python -m benchmarks.eager_overhead [--repeats N]
+eager mode pays on small models. tracegrad and PyTorch (when installed) run in one process, in
+alternating blocks (benchmarks/timing.py), so machine drifts hit both alike; the figure that
+counts is the ratio of medians. Run: python -m benchmarks.eager_overhead [--repeats N]
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 import tracegrad as tg
+
+from .timing import time_blocks
 
 DATA = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
 
@@ -39,15 +41,10 @@ def step_numpy_by_hand(x: np.ndarray) -> np.ndarray:
 
 
 def measure(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    samples: dict[str, list[float]] = {name: [] for name in fns}
     for fn in fns.values():  # warm up
         for _ in range(50):
             fn()
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter_ns()
-            fn()
-            samples[name].append(time.perf_counter_ns() - t0)
+    samples = time_blocks(fns, repeats, clock=time.perf_counter_ns)
     return {name: statistics.median(s) / 1000.0 for name, s in samples.items()}
 
 
@@ -81,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     np.testing.assert_allclose(x.grad.numpy(), step_numpy_by_hand(xn)[1], rtol=1e-6)
     print(
         f"eager overhead: SEEDS section 3 forward+backward, 2x3 input, median of "
-        f"{args.repeats} interleaved repeats"
+        f"{args.repeats} repeats in alternating blocks (benchmarks/timing.py)"
     )
     for name, us in med.items():
         print(f"  {name:18s} {us:8.1f} us")

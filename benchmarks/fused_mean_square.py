@@ -1,6 +1,6 @@
 """Value and gradient of mean((2x+1)**2) on N float32 values, compiled.
 
-Compares, interleaved in one process (ratios of medians):
+Compares, in one process, in alternating blocks (benchmarks/timing.py; ratios of medians):
 * tracegrad: tg.jit(tg.value_and_grad(f)) — one fused parallel loop (see docs/compiler.md);
 * a hand-written fused parallel Numba kernel of the same math (the target: <= 1.3x);
 * np.copyto of N float32 values (the memory-bandwidth floor: read x, write the gradient);
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +20,8 @@ import numpy as np
 from numba import njit, prange
 
 import tracegrad as tg
+
+from .timing import time_blocks
 
 
 # the flags tracegrad's kernels use (reassociation lets the reduction vectorize)
@@ -44,12 +45,7 @@ def measure(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]
     for fn in fns.values():
         fn()
         fn()
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t0)
+    samples = time_blocks(fns, repeats)
     return {k: statistics.median(v) * 1e3 for k, v in samples.items()}
 
 
@@ -108,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     base = med["hand-fused numba"]
     print(
         f"value and gradient of mean((2x+1)**2), N = {n:,} float32, median of "
-        f"{args.repeats} interleaved repeats"
+        f"{args.repeats} repeats in alternating blocks (benchmarks/timing.py)"
     )
     for name, ms in med.items():
         print(f"  {name:24s} {ms:9.2f} ms   {ms / base:6.2f}x hand-fused")

@@ -4,11 +4,11 @@
 
 Method, for every timed workload: each system runs once and its result is checked against the
 reference system's (tracegrad jit unless said otherwise); a system whose result differs is
-reported as WRONG and not timed. Then a warm-up, then repeats interleaved across systems
-(A B C A B C ...), and the median with min and max. Ratios are to tracegrad jit. Peers (PyTorch,
-torch.compile, JAX) run when installed (extra `bench`; torch as torch==2.13.0) and are skipped
-with a one-line note otherwise. Report workloads (compile times in subprocesses, recompiles)
-measure one thing each and print it.
+reported as WRONG and not timed. Then a warm-up, then the repeats in alternating blocks, each
+after a pause (benchmarks/timing.py says why not A B C A B C), and the median with min and
+max. Ratios are to tracegrad jit. Peers (PyTorch, torch.compile, JAX) run when installed (extra
+`bench`; torch as torch==2.13.0) and are skipped with a one-line note otherwise. Report
+workloads (compile times in subprocesses, recompiles) measure one thing each and print it.
 
 The single-workload scripts (fused_mean_square.py, training.py, ...) hold the kernels and
 model builders this file reuses.
@@ -22,7 +22,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,8 @@ from typing import Any
 import numpy as np
 
 import tracegrad as tg
+
+from .timing import time_blocks
 
 SCHEMA_VERSION = 1
 
@@ -144,12 +145,7 @@ def measure_workload(w: Workload, progress: Callable[[str], None] = print) -> di
     repeats = max(3, int(w.repeats * OPTIONS.repeats_scale))
     for s in timed:  # warm-up
         s.run()
-    samples: dict[str, list[float]] = {s.name: [] for s in timed}
-    for _ in range(repeats):
-        for s in timed:
-            t0 = time.perf_counter()
-            s.run()
-            samples[s.name].append(time.perf_counter() - t0)
+    samples = time_blocks({s.name: s.run for s in timed}, repeats)
     base = statistics.median(samples[w.reference]) if w.reference in samples else None
     for s in timed:
         ms = [t * 1e3 for t in samples[s.name]]

@@ -4,7 +4,7 @@ jax.jit for the MLP) when installed.
 
 Every system starts from the same weights and data; the losses of the warm-up steps (which
 compile) are checked against tracegrad eager's before anything is timed.
-Steps are interleaved across systems; medians in ms.
+Steps are timed in alternating blocks per system (benchmarks/timing.py); medians in ms.
 
 Run: python -m benchmarks.training [--only resnet|mlp] [--repeats 10]
 """
@@ -21,6 +21,8 @@ import numpy as np
 import tracegrad as tg
 import tracegrad.nn.functional as F
 from tracegrad import nn
+
+from .timing import time_blocks
 
 
 def _tg_step(model: nn.Module, lr: float) -> Callable:
@@ -199,14 +201,12 @@ def run(
                 f"{name}: {k} gives losses {losses}, tracegrad eager "
                 f"{first['tracegrad eager']}: WRONG, not timed"
             )
-    times: dict[str, list] = {k: [] for k in systems}
-    for _ in range(repeats):
-        for k, f in systems.items():
-            t0 = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t0)
+    times = time_blocks(systems, repeats)
     med = {k: float(np.median(v) * 1e3) for k, v in times.items()}
-    print(f"{name}: median of {repeats} interleaved steps (warm-up incl. compile {warm:.1f} s)")
+    print(
+        f"{name}: median of {repeats} steps in alternating blocks "
+        f"(warm-up incl. compile {warm:.1f} s)"
+    )
     for k, ms in med.items():
         ratio = ms / med["tracegrad jit"]
         print(f"  {k:16s} {ms:9.2f} ms   ({ratio:.2f}x tracegrad jit)")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -79,3 +80,20 @@ def test_a_wrong_result_is_reported_wrong_and_not_timed():
     assert by["agrees"]["status"] == "ok" and "median_ms" in by["agrees"]
     assert by["disagrees"]["status"] == "wrong" and "median_ms" not in by["disagrees"]
     assert by["fails"]["status"] == "failed" and "ZeroDivisionError" in by["fails"]["note"]
+
+
+def test_time_blocks_alternates_whole_blocks_and_times_every_repeat():
+    # each system runs `repeats` timed calls, in blocks of consecutive calls that alternate
+    # between systems, each block after one untimed call (a fake clock: one tick per call)
+    from benchmarks.timing import time_blocks
+
+    calls = []
+    ticks = iter(range(10_000))
+    fns = {name: (lambda name=name: calls.append(name)) for name in "AB"}
+    samples = time_blocks(fns, repeats=7, blocks=3, pause=0.0, clock=lambda: next(ticks))
+    assert {k: len(v) for k, v in samples.items()} == {"A": 7, "B": 7}
+    assert all(t == 1 for v in samples.values() for t in v)
+    # blocks of 3, 2, 2 timed calls, each after one untimed call
+    assert "".join(calls) == "AAAA" + "BBBB" + "AAA" + "BBB" + "AAA" + "BBB"
+    with pytest.raises(ValueError, match="repeats and blocks"):
+        time_blocks(fns, repeats=0)
