@@ -494,3 +494,36 @@ def test_elementwise_loops_over_full_shapes_run_flat():
     np.testing.assert_allclose(a.numpy(), x.numpy() * 2 + 1)
     np.testing.assert_allclose(s.item(), (x.numpy().astype(np.float64) ** 2).sum(), rtol=1e-6)
     assert "one flat loop over the elements" in f.source(x)
+
+
+def test_numpy_steps_write_into_reused_arrays_and_never_into_one_the_caller_holds():
+    # matmul and im2col results come from the executable's buffer pool: a result the caller
+    # dropped is reused by the next call (no new memory), one the caller holds never is
+    rng = np.random.default_rng(5)
+    a1, a2 = (tg.tensor(rng.standard_normal((256, 128)).astype(np.float32)) for _ in range(2))
+    b = tg.tensor(rng.standard_normal((128, 128)).astype(np.float32))
+    w = tg.tensor(rng.standard_normal((8, 4, 3, 3)).astype(np.float32))
+    x1, x2 = (tg.tensor(rng.standard_normal((4, 4, 32, 32)).astype(np.float32)) for _ in range(2))
+
+    def f(a, x):
+        # the weight's gradient puts the conv's im2col on the tape (tape pass share_conv_columns)
+        out, vjp = tg.vjp(lambda w: tg.nn.functional.conv2d(x, w, padding=1), w)
+        return a @ b, out, vjp(tg.ones_like(out))[0]
+
+    jf = tg.jit(f)
+    first = jf(a1, x1)
+    kept = [t.numpy().copy() for t in first]
+    second = jf(a2, x2)
+    for got, want in zip(first, kept):  # held by the caller: untouched by the second call
+        np.testing.assert_array_equal(got.numpy(), want)
+    for got, want in zip(second, f(a2, x2)):
+        close(got, want, 1e-4)
+    address = second[0].numpy().__array_interface__["data"][0]
+    del second
+    third = jf(a1, x1)
+    assert third[0].numpy().__array_interface__["data"][0] == address  # dropped: reused
+    for got, want in zip(third, kept):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)
+    steps = jf._entry_for((a1, x1), {}).executable.call.__globals__.values()
+    names = {getattr(s, "__name__", "") for s in steps}
+    assert {"step_matmul_into", "step_unfold2d_into"} <= names

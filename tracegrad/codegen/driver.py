@@ -77,6 +77,28 @@ def python_step(e: Any) -> Callable:
     return step
 
 
+def writes_into(e: Any) -> bool:
+    """Whether `e` runs as `forward_into(out, ...)` with `out` from the executable's buffer
+    pool: its op has one, the result is an array, and every input has the result's dtype."""
+    return (
+        e.op.forward_into is not None
+        and e.out.ndim > 0
+        and all(isinstance(x, Var) and x.dtype == e.out.dtype for x in e.inputs)
+    )
+
+
+def python_step_into(e: Any) -> Callable:
+    """Like `python_step`, for an equation that `writes_into` its first argument."""
+    forward_into, params = e.op.forward_into, e.params
+
+    def step(out: np.ndarray, *values: Any) -> np.ndarray:
+        forward_into(out, *values, **params)
+        return out
+
+    step.__name__ = f"step_{e.op.name}_into"
+    return step
+
+
 class DriverWriter:
     """Writes `call(args, captured)` for the steps of a `NumbaExecutable`.
 
@@ -219,8 +241,15 @@ class DriverWriter:
         self.w.comment(f"step {n}: {e.op.name} runs in {where}")
         args = [self._value(x) for x in e.inputs if isinstance(x, Var)]
         g = f"_step{n}"
-        self.globals[g] = python_step(e)
-        self.w.line(f"{self.names[id(e.out)]} = {g}({', '.join(args)})")
+        if writes_into(e):
+            # into an array of the pool, reused by later calls once nothing holds it: a new
+            # array per call costs page faults whenever malloc has handed the memory back
+            self.globals[g] = python_step_into(e)
+            out = f"_take({tuple(e.out.shape)!r}, {self._dtype(e.out.dtype)})"
+            self.w.line(f"{self.names[id(e.out)]} = {g}({', '.join([out, *args])})")
+        else:
+            self.globals[g] = python_step(e)
+            self.w.line(f"{self.names[id(e.out)]} = {g}({', '.join(args)})")
         self.form[id(e.out)] = "any"
 
     def _value(self, v: Var) -> str:

@@ -212,6 +212,10 @@ class OpDef:
     out_dtype -- fast dtype rule for eager mode (the forward's result is cast to it); None when
                  numpy's result dtype is already right
     variadic  -- takes any number of inputs (cat); its single VJP rule gets `argnum=i`
+    forward_into -- optional: forward_into(out, *inputs, **params) writes the result into `out`
+                 (C-contiguous, the result's shape and dtype; inputs of that dtype). The
+                 compiled executor uses it for the large results of the ops it runs in numpy
+                 (matmul, im2col) so that their arrays are reused from call to call
     """
 
     name: str
@@ -225,6 +229,7 @@ class OpDef:
     lower: str | None = None
     out_dtype: Callable[..., np.dtype] | None = None
     variadic: bool = False
+    forward_into: Callable[..., None] | None = None
 
     def __call__(self, *args: Any, **params: Any) -> Any:
         return hooks.dispatch(self, args, params)

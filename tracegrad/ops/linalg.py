@@ -88,9 +88,14 @@ def _matmul_vjp_y(g: Any, out: Any, x: Any, y: Any) -> Any:
     return unbroadcast(gy, tuple(y.shape))
 
 
+def _matmul_into(out: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
+    np.matmul(x, y, out=out)
+
+
 matmul = defop(
     "matmul",
     forward=np.matmul,
+    forward_into=_matmul_into,
     abstract=_matmul_abstract,
     out_dtype=_matmul_dtype,
     vjp=(_matmul_vjp_x, _matmul_vjp_y),

@@ -98,16 +98,32 @@ def _unfold_forward(
     dilation: tuple,
     pad_value: float = 0.0,
 ) -> np.ndarray:
-    n, c, h, w = x.shape
     oh, ow = out_size("unfold2d", x.shape, kernel, stride, padding, dilation)
-    out = np.empty((c, kernel[0], kernel[1], n, oh, ow), dtype=x.dtype)
+    out = np.empty((x.shape[1], kernel[0], kernel[1], x.shape[0], oh, ow), dtype=x.dtype)
+    _unfold_into(
+        out, x, kernel=kernel, stride=stride, padding=padding, dilation=dilation, pad_value=pad_value
+    )
+    return out
+
+
+def _unfold_into(
+    out: np.ndarray,
+    x: np.ndarray,
+    *,
+    kernel: tuple,
+    stride: tuple,
+    padding: tuple,
+    dilation: tuple,
+    pad_value: float = 0.0,
+) -> None:
+    n, c, h, w = x.shape
+    oh, ow = out.shape[4:]
     x = np.ascontiguousarray(x)
     if _long_rows(ow, stride[1]):
         _unfold_kernel(x, out, *stride, *dilation, *padding, out.dtype.type(pad_value))
     else:
         table = _window_table(n, c, h, w, *kernel, oh, ow, *stride, *dilation, *padding)
         _unfold_table_kernel(x, out, table, out.dtype.type(pad_value))
-    return out
 
 
 def _long_rows(ow: int, sw: int) -> bool:
@@ -259,6 +275,7 @@ def _fold_abstract(
 unfold2d = defop(
     "unfold2d",
     forward=_unfold_forward,
+    forward_into=_unfold_into,
     abstract=_unfold_abstract,
     # padded positions are constants: their cotangent is dropped by fold2d's crop
     vjp=(

@@ -50,7 +50,8 @@ class InterpreterExecutable:
 
 
 class BufferPool:
-    """Output arrays for compiled loops, reused between calls once nothing else holds them.
+    """Output arrays for compiled loops and for the numpy steps that can write into one
+    (`OpDef.forward_into`: matmul, im2col), reused between calls once nothing else holds them.
 
     A fresh large array costs page faults on first touch (more than the loop itself for a
     memory-bound kernel). An array handed out earlier is reused when its reference count says
