@@ -101,7 +101,13 @@ def _unfold_forward(
     oh, ow = out_size("unfold2d", x.shape, kernel, stride, padding, dilation)
     out = np.empty((x.shape[1], kernel[0], kernel[1], x.shape[0], oh, ow), dtype=x.dtype)
     _unfold_into(
-        out, x, kernel=kernel, stride=stride, padding=padding, dilation=dilation, pad_value=pad_value
+        out,
+        x,
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        pad_value=pad_value,
     )
     return out
 
