@@ -49,6 +49,11 @@ from ..tape.ir import Eqn, Tape, Var
 
 REDUCTIONS = frozenset(("sum", "mean", "amax", "amin", "prod", "logsumexp"))
 CALLS = frozenset(("matmul", "reshape", "permute"))
+# ops whose forward always returns memory of its own; any other call or Python step may return
+# a view of its first input (numpy's reshape, transpose, broadcast_to, basic indexing)
+NEW_ARRAY_OPS = frozenset(
+    ("matmul", "conv2d", "fold2d", "max_pool2d", "scatter_add", "gather", "cat")
+)
 
 
 def is_elementwise(e: Eqn) -> bool:
@@ -316,7 +321,9 @@ def _read_before_overwrite(tape: Tape, kernels: list[Any]) -> None:
             continue
         views = {id(old)}
         for k in kernels:
-            x = k.eqn.inputs[0] if k.kind != "loop" and k.eqn.inputs else None
+            if k.kind == "loop" or k.eqn.op.name in NEW_ARRAY_OPS or not k.eqn.inputs:
+                continue
+            x = k.eqn.inputs[0]
             if isinstance(x, Var) and id(x) in views:
                 views.add(id(k.eqn.out))
         made = {}  # id(var) -> index of the first kernel that makes it

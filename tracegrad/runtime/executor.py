@@ -25,7 +25,7 @@ import numpy as np
 
 from ..codegen.cpu import Naming, SegmentWriter, tape_names
 from ..codegen.driver import DriverWriter, owned
-from ..fuse.partition import describe, partition
+from ..fuse.partition import NEW_ARRAY_OPS, describe, partition
 from ..tape.interpret import interpret
 from ..tape.ir import Var
 from . import compile_cache
@@ -242,7 +242,7 @@ class NumbaExecutable:
                         reads.setdefault(id(x), []).append(i)
                         if root != id(x):
                             reads.setdefault(root, []).append(i)
-            if k.kind != "loop" and k.eqn.op.name not in _NEW_ARRAY_OPS:
+            if k.kind != "loop" and k.eqn.op.name not in NEW_ARRAY_OPS:
                 x = k.eqn.inputs[0] if k.eqn.inputs else None
                 if isinstance(x, Var):
                     alias_of[id(k.eqn.out)] = alias_of.get(id(x), id(x))
@@ -296,7 +296,7 @@ class NumbaExecutable:
         cannot alias an input, so results need no aliasing check."""
         fresh = set()
         for k in self.kernels:
-            if k.kind == "loop" or (k.kind != "loop" and k.eqn.op.name in _NEW_ARRAY_OPS):
+            if k.kind == "loop" or (k.kind != "loop" and k.eqn.op.name in NEW_ARRAY_OPS):
                 fresh.update(id(e.out) for e in k.eqns)
             elif k.kind == "call" and id(k.eqn.inputs[0]) in fresh:
                 fresh.add(id(k.eqn.out))  # a reshape or permute of a new array
@@ -405,10 +405,6 @@ def _owned_results(outputs: tuple, writes: tuple, inputs: list) -> tuple:
 
 
 _BLAS_OPS = frozenset(("matmul", "conv2d"))
-# ops whose forward always returns memory of its own (never a view of an input)
-_NEW_ARRAY_OPS = frozenset(
-    ("matmul", "conv2d", "fold2d", "max_pool2d", "scatter_add", "gather", "cat")
-)
 
 
 def _reads(e: Any, v: Var) -> bool:
