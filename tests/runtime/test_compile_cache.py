@@ -43,7 +43,15 @@ def run_script(cache: Path, extra_env: dict | None = None) -> tuple[int, int]:
     return int(compiles), int(hits)
 
 
-def test_no_recompile_across_batch_sizes_and_numbers():
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    # compile counts are per process: a source another test (a random program) compiled
+    # earlier would be found, not compiled, here
+    monkeypatch.setattr(compile_cache, "_memory", {})
+    monkeypatch.setenv("TRACEGRAD_CACHE_DIR", str(tmp_path))
+
+
+def test_no_recompile_across_batch_sizes_and_numbers(fresh_cache):
     def step(x, lr):
         return tg.value_and_grad(lambda x: ((2 * x + 1) ** 2).mean() * lr)(x)
 
@@ -58,7 +66,7 @@ def test_no_recompile_across_batch_sizes_and_numbers():
     assert f.stats["compiles"] == 1  # ... and finds the same source: compiled once
 
 
-def test_a_new_broadcast_pattern_is_a_new_kernel():
+def test_a_new_broadcast_pattern_is_a_new_kernel(fresh_cache):
     f = tg.jit(lambda x, y: x * y, parallel=False)
     f(tg.ones(3, 4), tg.ones(3, 4))
     f(tg.ones(5, 2), tg.ones(5, 2))  # new sizes, same pattern: no compile
