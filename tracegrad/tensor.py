@@ -1049,7 +1049,9 @@ def _dispatch_device(op: ops.OpDef, args: tuple, params: dict, record: bool) -> 
 
 def _dispatch_traced(tracer: Any, op: ops.OpDef, args: tuple, params: dict) -> Tensor:
     """Tracing: append an equation instead of computing. Tensors that exist outside the trace
-    are captured (they become implicit inputs); arrays become constants."""
+    are captured (they become implicit inputs); arrays become constants; numbers read from
+    user state (`SymbolicNumber`: an optimizer's lr) become runtime scalar inputs."""
+    args, params = tracer.lift(op, args, params)
     ins = []
     avals = []
     record = False

@@ -134,6 +134,15 @@ def test_module_to_cuda_and_a_jitted_training_step_match_the_cpu():
         assert p.device == "cuda" and p.grad.device == "cuda"  # state stays on the GPU
         np.testing.assert_allclose(p.detach().cpu().numpy(), q.detach().numpy(), atol=1e-6)
         assert opt.state[p]["momentum_buffer"].device == "cuda"
+    # the learning rate is a runtime scalar on the CUDA target too: it takes effect, no retrace
+    for lr in (0.02, 0.0):
+        opt.param_groups[0]["lr"] = ropt.param_groups[0]["lr"] = lr
+        np.testing.assert_allclose(
+            jstep(model, opt, xc, yc).item(), step(ref, ropt, x, y).item(), rtol=1e-6
+        )
+    assert jstep.stats["traces"] == 1
+    for p, q in zip(model.parameters(), ref.parameters()):
+        np.testing.assert_allclose(p.detach().cpu().numpy(), q.detach().numpy(), atol=1e-6)
 
 
 def test_jit_cuda_is_size_generic_and_keeps_data_on_the_device():

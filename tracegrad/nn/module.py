@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd.grad_mode import no_grad
-from ..tensor import Tensor, _check_device, _move
+from ..tensor import Tensor, _check_device, _move, tracing
 from .parameter import Parameter
 
 
@@ -56,6 +56,10 @@ class Module:
         )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        tracer = tracing.tracer
+        if tracer is not None:
+            # its flags, numbers and parameters are guards and runtime scalars of the trace
+            tracer.note_module(self)
         return self.forward(*args, **kwargs)
 
     # registration -------------------------------------------------------------------------
@@ -139,6 +143,9 @@ class Module:
         d = self.__dict__
         for store in ("_parameters", "_buffers", "_modules"):
             if store in d and name in d[store]:
+                tracer = tracing.tracer
+                if tracer is not None:
+                    tracer.note_module(self)
                 return d[store][name]
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 

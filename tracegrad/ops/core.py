@@ -70,9 +70,18 @@ def short_dtype(dtype: np.dtype) -> str:
     return _SHORT.get(np.dtype(dtype).name, np.dtype(dtype).name)
 
 
+class SymbolicNumber:
+    """A Python number read from user state while tracing whose value may change between
+    calls (an optimizer's learning rate: `trace/pystate.py`). Ops treat it as a number of its
+    value's type; the tracer turns it into a runtime input of the tape."""
+
+    __slots__ = ()
+    value: Any
+
+
 def is_scalar(x: Any) -> bool:
     """A Python (or numpy) number: an op input that is a literal, not an array."""
-    return isinstance(x, (bool, int, float, np.generic))
+    return isinstance(x, (bool, int, float, np.generic, SymbolicNumber))
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,6 +112,8 @@ def category(dtype: np.dtype) -> int:
 
 
 def _scalar_category(x: Any) -> int:
+    if isinstance(x, SymbolicNumber):
+        x = x.value  # its type is guarded (trace/pystate.py): the category cannot change
     if isinstance(x, (bool, np.bool_)):
         return 0
     if isinstance(x, (int, np.integer)):

@@ -16,7 +16,8 @@ import numpy as np
 from .. import creation
 from ..autograd.grad_mode import no_grad
 from ..nn.module import zero_grads
-from ..tensor import Tensor
+from ..tensor import Tensor, tracing
+from ..trace.pystate import ParamGroup
 from ..trace.tracer import require_concrete_state
 
 
@@ -47,7 +48,9 @@ class Optimizer:
             self.add_param_group(g)
 
     def add_param_group(self, group: dict) -> None:
-        group = dict(group)
+        # a ParamGroup hands its numbers to tg.jit as runtime scalars (trace/pystate.py)
+        group = ParamGroup(group)
+        group.index = len(self.param_groups)
         params = group["params"]
         group["params"] = [params] if isinstance(params, Tensor) else list(params)
         for p in group["params"]:
@@ -72,6 +75,8 @@ class Optimizer:
         self.param_groups.append(group)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        if tracing.tracer is not None:
+            tracing.tracer.note_optimizer(self)
         zero_grads((p for g in self.param_groups for p in g["params"]), set_to_none)
 
     def _state_for(self, p: Tensor, make: Any) -> dict:
@@ -85,6 +90,9 @@ class Optimizer:
         return st
 
     def step(self, closure: Any = None) -> Any:
+        if tracing.tracer is not None:
+            tracing.tracer.note_optimizer(self)
+        self._opt_called = True  # what an LR scheduler's step-order warning looks for
         loss = None
         if closure is not None:
             from ..autograd.grad_mode import enable_grad

@@ -12,8 +12,11 @@ structure, each tensor/array leaf's shape and dtype, each Python number's type a
 are literals of the tape), the static arguments, grad mode, device and options. A miss traces the
 function (stage 1), optimizes the tape (DCE, CSE, simplification) and builds an executable (the
 seam in `executor.py`); a hit checks the entry's guards (captured tensors alive and of the same
-shape/dtype/requires_grad, `.grad`s that were read still the same objects) and runs it. After
-every call the new values of captured state are written back into their tensors.
+shape/dtype/requires_grad, `.grad`s that were read still the same objects, and the Python state
+the trace used: flags, modules' structure, facts about numbers, `trace/pystate.py`) and runs it,
+passing the current values of its runtime scalars (learning rates and other numbers read from
+param groups and modules). After every call the new values of captured state are written back
+into their tensors.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import os
 import sys
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,6 +41,7 @@ from ..tape import check
 from ..tape.errors import TracerError
 from ..tape.passes import optimize
 from ..tensor import Tensor, tracing
+from ..trace.pystate import compile_code, compile_scalars, describe, same
 from ..trace.tracer import NeedsEagerCall, trace
 from .executor import build_executable, debug_level
 
@@ -60,7 +65,7 @@ class _Static:
 
 
 class Entry:
-    """One traced and built signature of a jitted function."""
+    """One traced and built signature of a jitted function, with the guards it runs under."""
 
     def __init__(self, tape: Any, tracer: Any, out_tree: Any, executable: Any, eager: bool):
         self.tape = tape
@@ -72,7 +77,27 @@ class Entry:
         self.flat_tuple = out_tree.kind == "tuple" and all(
             c.kind == "leaf" for c in out_tree.children
         )
-        self.captured = [g[1] for g in self.guards if g[0] == "captured"]
+        # Python state (trace/pystate.py): the sources of runtime numbers and their types, the
+        # facts the trace used (predicates), the modules and optimizers it touched
+        self.sources = tracer.sources
+        self.source_types = tuple(s.type for s in self.sources)
+        self.predicates = [
+            (compile_code(code), expected, code, what)
+            for code, (expected, what) in tracer.predicates.items()
+        ]
+        self.object_guards = [*tracer.module_guards.values(), *tracer.optimizer_guards.values()]
+        # tape.captured, position by position: a captured tensor's weak reference, or None
+        # for a runtime scalar, whose values `scalars` computes from the sources at every call
+        self.captured = []
+        scalars = []
+        for kind in tracer.captured_kinds:
+            if isinstance(kind, tuple):
+                self.captured.append(None)
+                scalars.append(kind)
+            else:
+                self.captured.append(weakref.ref(kind.tensor))
+        self.scalars = compile_scalars(scalars) if scalars else None
+        self.checked = bool(self.guards or self.sources or self.object_guards)
         self._call = executable  # the first call counts compiles; then the CPU driver itself
 
     def guard_failure(self) -> str | None:
@@ -96,10 +121,31 @@ class Entry:
                 want = None if g[2] is None else g[2]()
                 if t._grad is not want or (g[2] is not None and want is None):
                     return "a .grad the function reads was replaced (or set, or cleared)"
+        if self.sources:
+            values = [s.get() for s in self.sources]
+            for s, v, t in zip(self.sources, values, self.source_types):
+                if type(v) is not t:
+                    return s.check(v)
+            for fn, expected, code, what in self.predicates:
+                try:
+                    now = fn(values)
+                except Exception as e:  # noqa: BLE001 - the retrace raises it where it belongs
+                    now = e
+                if not same(now, expected):
+                    text = describe(code, self.sources)
+                    return f"{text} ({what}) was {expected!r} when traced, is now {now!r}"
+        for g in self.object_guards:
+            why = g.check()
+            if why is not None:
+                return why
         return None
 
     def run(self, leaves: list) -> Any:
-        captured = [ref()._data for ref in self.captured]
+        if self.scalars is None:
+            captured = [ref()._data for ref in self.captured]
+        else:
+            numbers = iter(self.scalars([s.get() for s in self.sources]))
+            captured = [next(numbers) if ref is None else ref()._data for ref in self.captured]
         outputs, writes = self._call(leaves, captured)
         if self._call is self.executable:
             self._call = getattr(self.executable, "call", self.executable)
@@ -247,7 +293,7 @@ class JitFunction:
                 if (
                     entry is not None
                     and not entry.eager
-                    and (not entry.guards or entry.guard_failure() is None)
+                    and (not entry.checked or entry.guard_failure() is None)
                 ):
                     self.stats["memory_hits"] += 1
                     return entry.run([a._data for a in args])
@@ -286,12 +332,13 @@ class JitFunction:
         entries = self._cache.get(key)
         if not entries:
             return None, "new signature"
-        why = ""
+        first = ""
         for entry in entries:
             why = entry.guard_failure()
             if why is None:
                 return entry, ""
-        return None, why
+            first = first or why  # the newest trace's reason: the one the user just changed
+        return None, first
 
     def _build(self, args: tuple, kwargs: dict, key: Any) -> Entry:
         static_pos = {i % len(args) for i in self.static_argnums} if args else set()
@@ -324,7 +371,7 @@ class JitFunction:
                 f"tracegrad: traced {getattr(self.fn, '__name__', 'f')}:\n{tape}", file=sys.stderr
             )
         if self.device == "cpu":
-            captured = [g[1]() for g in tracer.guards() if g[0] == "captured"]
+            captured = [rec.tensor for rec in tracer.captured]
             _check_on_cpu(self.fn, captured, "captured tensor")
         executable = build_executable(tape, self.device, self.parallel, self.stats)
         entry = Entry(tape, tracer, out_tree, executable, eager)

@@ -18,7 +18,14 @@ the trace captured tensors hold their tape variables; when it ends they get thei
 
 from __future__ import annotations
 
+import functools
+import os
+import pickle
+import random
+import sys
 import threading
+import time
+import types
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,10 +34,12 @@ import numpy as np
 
 from .. import ops
 from ..autograd.pytree import flatten, unflatten
-from ..ops.core import Aval, is_scalar
-from ..tape.errors import TracerError
+from ..ops.core import Aval, is_scalar, result_type
+from ..tape.errors import TracerError, user_location
 from ..tape.ir import StateWrite, Tape, Var
 from ..tensor import Tensor, tracing
+from . import pystate
+from .pystate import ModuleGuard, OptimizerGuard, Source, Sym
 
 
 class _Captured:
@@ -58,6 +67,17 @@ class Tracer:
         self.grad_reads: dict[int, tuple[Tensor, Any]] = {}
         self._grad_seen: set[int] = set()
         self.backward_calls = 0
+        # Python state (pystate.py): what each position of tape.captured is (a _Captured
+        # tensor, or a runtime scalar's (code, dtype)), the sources of runtime numbers, the
+        # guards on facts the trace used, the modules and optimizers it touched
+        self.captured_kinds: list[Any] = []
+        self.sources: list[Source] = []
+        self._source_ids: dict[tuple, Sym] = {}
+        self.predicates: dict[str, tuple[Any, str]] = {}
+        self._scalar_vars: dict[tuple, Var] = {}
+        self.module_guards: dict[int, ModuleGuard] = {}
+        self.optimizer_guards: dict[int, OptimizerGuard] = {}
+        self._swapped: list[tuple[Any, str, Any, Sym]] = []
 
     # called by the Tensor layer ---------------------------------------------------------------
 
@@ -71,6 +91,7 @@ class Tracer:
         rec = _Captured(t, var)
         self.captured.append(rec)
         self._captured_ids[id(t)] = rec
+        self.captured_kinds.append(rec)
         self.tape.captured.append(var)
         self.tape.captured_labels.append(f"{tuple(t.shape)}")
         t._data = var
@@ -87,6 +108,114 @@ class Tracer:
                 self.grad_reads[key] = (t, t._grad)
         if kind == "write" and key not in self.grad_writes:
             self.grad_writes[key] = (t, t._grad)
+
+    # Python state (pystate.py) -----------------------------------------------------------------
+
+    def source(
+        self, obj: Any, key: Any, index: int | None, attr: bool, label: str, value: Any
+    ) -> Sym:
+        """The runtime number `value` read from `obj[key]` (or its attribute `key`)."""
+        k = (id(obj), key, index, attr)
+        sym = self._source_ids.get(k)
+        if sym is None:
+            src = Source(obj, key, index, attr, label)
+            src.type = type(value)
+            self.sources.append(src)
+            sym = self._source_ids[k] = Sym(value, f"s[{len(self.sources) - 1}]", self)
+        return sym
+
+    def describe(self, code: str) -> str:
+        return pystate.describe(code, self.sources)
+
+    def add_predicate(self, code: str, result: Any, what: str) -> None:
+        self.predicates.setdefault(code, (result, what))
+
+    def read_item(self, group: Any, key: Any, value: Any) -> Any:
+        """A param group's `group[key]` while tracing: numbers are runtime scalars, a tuple of
+        numbers (betas) a tuple of them; the parameter list is the optimizer's guard; anything
+        else is guarded by value."""
+        label = f"param_groups[{_group_index(group)}][{key!r}]"
+        if key == "params":
+            return value
+        if type(value) in (int, float):
+            return self.source(group, key, None, False, label, value)
+        if type(value) is tuple and value and all(type(v) in (int, float) for v in value):
+            self.add_predicate(
+                f"len({self.source(group, key, None, False, label, value).code})",
+                len(value),
+                "length",
+            )
+            return tuple(
+                self.source(group, key, i, False, f"{label}[{i}]", v) for i, v in enumerate(value)
+            )
+        self.add_predicate(self.source(group, key, None, False, label, value).code, value, "value")
+        return value
+
+    def note_module(self, m: Any) -> None:
+        """`m` was called or read from while tracing: guard its structure and flags, and make
+        its float attributes runtime scalars until the trace ends."""
+        if id(m) in self.module_guards:
+            return
+        d = m.__dict__
+        floats = {k for k, v in d.items() if type(v) is float}
+        self.module_guards[id(m)] = ModuleGuard(m, floats)
+        name = type(m).__name__
+        for k in floats:
+            sym = self.source(m, k, None, True, f"{name}.{k}", d[k])
+            self._swapped.append((m, k, d[k], sym))
+            d[k] = sym
+
+    def note_optimizer(self, opt: Any) -> None:
+        if id(opt) not in self.optimizer_guards:
+            self.optimizer_guards[id(opt)] = OptimizerGuard(opt)
+
+    def scalar_input(self, sym: Sym, dtype: np.dtype) -> Var:
+        """The 0-d input of the tape that carries `sym` as a `dtype` number, computed from its
+        sources at every call."""
+        key = (sym.code, dtype)
+        var = self._scalar_vars.get(key)
+        if var is None:
+            var = self._scalar_vars[key] = Var(Aval((), dtype), self.tape)
+            self.captured_kinds.append((sym.code, dtype))
+            self.tape.captured.append(var)
+            self.tape.captured_labels.append(self.describe(sym.code))
+        return var
+
+    def lift(self, op: Any, args: tuple, params: dict) -> tuple[tuple, dict]:
+        """An op's arguments with each Sym operand made a runtime scalar input (a 0-d tensor of
+        the dtype the op computes in, where that gives the op the same result type as the
+        number would), and each Sym parameter made a plain, guarded number."""
+        if any(isinstance(v, Sym) or type(v) in (tuple, list) for v in params.values()):
+            params = {k: pystate.concrete(v) for k, v in params.items()}
+        if not any(isinstance(a, Sym) for a in args):
+            return args, params
+        plain = [a.value if isinstance(a, Sym) else a for a in args]
+        avals = [a if is_scalar(a) else _aval(a) for a in plain]
+        want = op.abstract(*avals, **params)
+        dtype = result_type(*[a for a in avals if a is not None])
+        lifted = []
+        for a in args:
+            if isinstance(a, Sym):
+                a._live()
+                t = Tensor._wrap(self.scalar_input(a, dtype))
+                lifted.append(t)
+            else:
+                lifted.append(a)
+        got = op.abstract(*[_aval(a) if isinstance(a, Tensor) else a for a in lifted], **params)
+        if got != want:  # the number's weak type mattered: use it as a guarded literal
+            return tuple(pystate.concrete(a) for a in args), params
+        return tuple(lifted), params
+
+    def _restore_python_state(self) -> list[str]:
+        """Put the modules' float attributes back; returns those the trace assigned to."""
+        changed = []
+        for m, k, original, sym in reversed(self._swapped):
+            d = m.__dict__
+            if d.get(k) is not sym:
+                changed.append(f"{type(m).__name__}.{k}")
+            d[k] = original
+        self._swapped.clear()
+        return changed
 
     # ending the trace --------------------------------------------------------------------------
 
@@ -123,12 +252,21 @@ class Tracer:
                 )
         tape.writes = writes
         self.restore()
+        if self._changed_attrs:
+            raise TracerError(
+                f"the jitted function assigned to {', '.join(self._changed_attrs)} (a Python "
+                "number of a module) while tracing. Python state changes happen once, while "
+                "tg.jit traces, not at every call. Change such numbers outside the jitted "
+                "function, or keep the value in a tensor buffer (register_buffer) and update "
+                "it in place."
+            )
 
     def _label(self, t: Tensor) -> Any:
         rec = self._captured_ids.get(id(t))
         return rec.var if rec is not None else None
 
     def restore(self) -> None:
+        self._changed_attrs = self._restore_python_state()
         for rec in self.captured:
             t = rec.tensor
             t._data = rec.array
@@ -158,6 +296,18 @@ class Tracer:
                 # do, e.g. the new .grad the last compiled call stored
                 out.append(("grad_set", weakref.ref(t), Aval(value.shape, value.dtype)))
         return out
+
+
+def _group_index(group: Any) -> Any:
+    i = getattr(group, "index", None)
+    return "?" if i is None else i
+
+
+def _aval(x: Any) -> Any:
+    if isinstance(x, Tensor):
+        d = x._data
+        return d.aval if type(d) is Var else Aval(d.shape, d.dtype)
+    return x
 
 
 class NeedsEagerCall(Exception):
@@ -212,9 +362,12 @@ def trace(fn: Callable, args: Sequence[Any], kwargs: dict | None = None) -> tupl
 
 
 def _run_trace(fn: Callable, tracer: Tracer, targs: Any, tkwargs: dict) -> tuple:
+    rngs = _generators(fn)
     tracing.tracer = tracer
+    clocks = _guard_clocks()
     try:
         out = fn(*targs, **tkwargs)
+        _check_generators(rngs)
         out_leaves, out_tree = flatten(out)
         for o in out_leaves:
             if not (isinstance(o, Tensor) or is_scalar(o)):
@@ -227,8 +380,139 @@ def _run_trace(fn: Callable, tracer: Tracer, targs: Any, tkwargs: dict) -> tuple
         tracer.restore()
         raise
     finally:
+        _unguard_clocks(clocks)
         tracing.tracer = None
     return tracer.tape, tracer, out_tree, out_leaves
+
+
+# Values a trace would read once and freeze into every later call: random draws and the clock.
+#
+# Random generators are compared before and after the trace: Python's global `random`
+# instance and numpy's global RandomState (so every `random.*` and legacy `np.random.*`
+# function, however imported), and each `random.Random`, numpy `Generator` or `RandomState`
+# the traced function reaches through its globals, its closure, a bound method's object or an
+# object's attributes, a few levels deep. A draw changes the state: the trace raises.
+# (A profiler hook that sees every call costs 4x the trace time, and misses numpy's Cython.)
+#
+# The clock has no state to compare: while a trace runs, the `time` module's clock functions
+# are wrapped, and a call from outside the standard library (logging's timestamps are fine)
+# raises. `from time import time` done before the trace keeps the unwrapped function.
+_CLOCKS = (
+    "time",
+    "time_ns",
+    "perf_counter",
+    "perf_counter_ns",
+    "monotonic",
+    "monotonic_ns",
+    "process_time",
+    "process_time_ns",
+)
+_STDLIB = os.path.dirname(os.__file__)
+_RNG_TYPES = (random.Random, np.random.Generator, np.random.RandomState)
+
+
+def _guard_clocks() -> list[tuple[str, Any]]:
+    saved = []
+    for name in _CLOCKS:
+        original = getattr(time, name)
+        saved.append((name, original))
+        setattr(time, name, _clock_wrapper(name, original))
+    return saved
+
+
+def _unguard_clocks(saved: list[tuple[str, Any]]) -> None:
+    for name, original in saved:
+        setattr(time, name, original)
+
+
+def _clock_wrapper(name: str, original: Any) -> Any:
+    def clock() -> Any:
+        if tracing.tracer is not None:
+            frame = sys._getframe(1)
+            if not frame.f_code.co_filename.startswith(_STDLIB):
+                raise TracerError(
+                    f"{frame.f_code.co_filename}:{frame.f_lineno}: time.{name}() was called "
+                    "while tg.jit traced the function. Tracing runs the Python code once, so its "
+                    "result would be frozen into every later call. Read the clock outside the "
+                    "jitted function and pass the value in as an argument."
+                )
+        return original()
+
+    clock.__name__ = name
+    clock.__wrapped__ = original
+    return clock
+
+
+def _generators(fn: Any) -> list[tuple[Any, bytes, str]]:
+    found: dict[int, tuple[Any, str]] = {
+        id(random._inst): (random._inst, "Python's random module"),
+        id(np.random.mtrand._rand): (np.random.mtrand._rand, "numpy.random"),
+    }
+    seen: set[int] = set()
+    todo: list[tuple[Any, int, str]] = [(fn, 0, getattr(fn, "__name__", "f"))]
+    while todo and len(seen) < 2000:
+        obj, depth, name = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, _RNG_TYPES):
+            found[id(obj)] = (obj, name)
+            continue
+        if depth >= 3:
+            continue
+        for k, v in _references(obj):
+            if isinstance(v, (types.FunctionType, types.MethodType, functools.partial)) or (
+                hasattr(v, "__dict__") and not isinstance(v, (type, types.ModuleType, Tensor))
+            ):
+                todo.append((v, depth + 1, k))
+            elif isinstance(v, _RNG_TYPES):
+                todo.append((v, depth + 1, k))
+    return [(g, _rng_state(g), name) for g, name in found.values()]
+
+
+def _references(obj: Any) -> list[tuple[str, Any]]:
+    """The named objects a function or object reaches directly."""
+    if isinstance(obj, types.FunctionType):
+        code = obj.__code__
+        refs = [(k, v) for k, v in obj.__globals__.items() if k in code.co_names]
+        for name, cell in zip(code.co_freevars, obj.__closure__ or ()):
+            try:
+                refs.append((name, cell.cell_contents))
+            except ValueError:  # an empty cell
+                pass
+        refs += list((obj.__kwdefaults__ or {}).items())
+        refs += [(str(i), v) for i, v in enumerate(obj.__defaults__ or ())]
+        return refs
+    if isinstance(obj, types.MethodType):
+        return [("__func__", obj.__func__), ("self", obj.__self__)]
+    if isinstance(obj, functools.partial):
+        return [("func", obj.func), *((str(i), a) for i, a in enumerate(obj.args))]
+    if isinstance(obj, (type, types.ModuleType)) or not hasattr(obj, "__dict__"):
+        return []
+    refs = list(vars(obj).items())
+    call = getattr(type(obj), "forward", None) or vars(type(obj)).get("__call__")
+    if isinstance(call, types.FunctionType):
+        refs.append(("forward", call))
+    return refs
+
+
+def _rng_state(g: Any) -> bytes:
+    if isinstance(g, random.Random):
+        return pickle.dumps(g.getstate())
+    bg = g.bit_generator if isinstance(g, np.random.Generator) else g._bit_generator
+    return pickle.dumps(bg.state)
+
+
+def _check_generators(rngs: list[tuple[Any, bytes, str]]) -> None:
+    for g, state, name in rngs:
+        if _rng_state(g) != state:
+            raise TracerError(
+                f"{user_location()}: {name} ({type(g).__module__}.{type(g).__name__}) drew "
+                "random numbers while tg.jit traced the function. Tracing runs the Python code "
+                "once, so the draws would be frozen into every later call. Draw them outside "
+                "and pass them in as an argument, or use tracegrad's random ops (tg.rand, "
+                "tg.randn, tg.randint, dropout), which draw fresh numbers at every call."
+            )
 
 
 def make_tape(fn: Callable, static_argnums: Sequence[int] | int = ()) -> Callable[..., Tape]:
