@@ -340,6 +340,19 @@ def test_assigning_a_module_number_while_tracing_raises():
         tg.jit(lambda x: m(x))(tg.ones(2))
     assert m.decay == 0.5  # tracing changed nothing
 
+    class Calls(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1  # eagerly once per call; traced, once ever: refused
+            return x
+
+    c = Calls()
+    with pytest.raises(tg.TracerError, match="Calls.calls"):
+        tg.jit(lambda x: c(x) * 2)(tg.ones(2))
+
 
 def test_plain_numbers_and_guards_outside_a_trace_are_untouched():
     opt = tg.optim.SGD([nn.Parameter(tg.ones(2))], lr=0.1)

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..autograd.grad_mode import no_grad
 from ..tensor import Tensor, _check_device, _move, tracing
+from ..trace.pystate import module_edits
 from .parameter import Parameter
 
 
@@ -80,6 +81,7 @@ class Module:
                 "(tg.nn.Parameter or None required)"
             )
         self._parameters[name] = param
+        module_edits.count += 1  # compiled functions recheck their module guards
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
         self._check_init()
@@ -90,6 +92,7 @@ class Module:
                 "(tg.Tensor or None required)"
             )
         self._buffers[name] = tensor
+        module_edits.count += 1
         if persistent:
             self._non_persistent_buffers.discard(name)
         else:
@@ -102,10 +105,12 @@ class Module:
         if not isinstance(name, str) or "." in name or name == "":
             raise KeyError(f'module name must be a non-empty string without ".", got {name!r}')
         self._modules[name] = module
+        module_edits.count += 1
 
     register_module = add_module
 
     def __setattr__(self, name: str, value: Any) -> None:
+        module_edits.count += 1  # compiled functions recheck their module guards
         params = self.__dict__.get("_parameters")
         if isinstance(value, Parameter):
             self._check_init()
@@ -150,6 +155,7 @@ class Module:
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name: str) -> None:
+        module_edits.count += 1
         for store in (self._parameters, self._buffers, self._modules):
             if name in store:
                 del store[name]
@@ -235,6 +241,7 @@ class Module:
             raise ValueError("training mode is expected to be boolean")
         for m in self.modules():
             object.__setattr__(m, "training", mode)
+        module_edits.count += 1
         return self
 
     def eval(self) -> Module:

@@ -41,7 +41,7 @@ from ..tape import check
 from ..tape.errors import TracerError
 from ..tape.passes import optimize
 from ..tensor import Tensor, tracing
-from ..trace.pystate import compile_code, compile_scalars, describe, same
+from ..trace.pystate import compile_code, compile_scalars, describe, module_edits, same
 from ..trace.tracer import NeedsEagerCall, trace
 from .executor import build_executable, debug_level
 
@@ -85,7 +85,18 @@ class Entry:
             (compile_code(code), expected, code, what)
             for code, (expected, what) in tracer.predicates.items()
         ]
-        self.object_guards = [*tracer.module_guards.values(), *tracer.optimizer_guards.values()]
+        # all of them in one call: a tuple compared with the traced one
+        self.all_predicates = compile_code("(" + "".join(f"{c}, " for c in tracer.predicates) + ")")
+        self.expected = tuple(expected for expected, _ in tracer.predicates.values())
+        # modules are checked when one was edited since they last passed (pystate._Edits),
+        # optimizers and modules with list attributes always
+        modules = list(tracer.module_guards.values())
+        self.module_guards = [g for g in modules if not g.volatile]
+        self.module_epoch = module_edits.count
+        self.object_guards = [
+            *(g for g in modules if g.volatile),
+            *tracer.optimizer_guards.values(),
+        ]
         # tape.captured, position by position: a captured tensor's weak reference, or None
         # for a runtime scalar, whose values `scalars` computes from the sources at every call
         self.captured = []
@@ -97,54 +108,80 @@ class Entry:
             else:
                 self.captured.append(weakref.ref(kind.tensor))
         self.scalars = compile_scalars(scalars) if scalars else None
-        self.checked = bool(self.guards or self.sources or self.object_guards)
+        self.checked = bool(self.guards or self.sources or self.object_guards or self.module_guards)
         self._call = executable  # the first call counts compiles; then the CPU driver itself
 
     def guard_failure(self) -> str | None:
         """None when this entry may run now; else why not."""
+        return self.check()[0]
+
+    def check(self) -> tuple[str | None, list | None]:
+        """(why this entry may not run now, or None; the values of its sources, read once for
+        the guards and the runtime scalars)."""
         for g in self.guards:
             t = g[1]()
             if t is None:
-                return "a captured tensor no longer exists"
+                return "a captured tensor no longer exists", None
             if g[0] == "captured":
                 if t.shape != g[2].shape or t.dtype != g[2].dtype:
-                    return (
-                        f"a captured tensor changed from {g[2]!r} to {t.dtype.name}{list(t.shape)}"
-                    )
+                    was, now = g[2], f"{t.dtype.name}{list(t.shape)}"
+                    return f"a captured tensor changed from {was!r} to {now}", None
                 if t.requires_grad != g[3]:
-                    return "a captured tensor's requires_grad changed"
+                    return "a captured tensor's requires_grad changed", None
             elif g[0] == "grad_set":
                 grad = t._grad
                 if grad is None or grad.shape != g[2].shape or grad.dtype != g[2].dtype:
-                    return "a .grad the function reads was cleared or changed shape or dtype"
+                    return "a .grad the function reads was cleared or changed shape or dtype", None
             else:
                 want = None if g[2] is None else g[2]()
                 if t._grad is not want or (g[2] is not None and want is None):
-                    return "a .grad the function reads was replaced (or set, or cleared)"
+                    return "a .grad the function reads was replaced (or set, or cleared)", None
+        values = None
         if self.sources:
             values = [s.get() for s in self.sources]
-            for s, v, t in zip(self.sources, values, self.source_types):
-                if type(v) is not t:
-                    return s.check(v)
-            for fn, expected, code, what in self.predicates:
-                try:
-                    now = fn(values)
-                except Exception as e:  # noqa: BLE001 - the retrace raises it where it belongs
-                    now = e
-                if not same(now, expected):
-                    text = describe(code, self.sources)
-                    return f"{text} ({what}) was {expected!r} when traced, is now {now!r}"
+            if tuple(map(type, values)) != self.source_types:
+                for s, v in zip(self.sources, values):
+                    if s.check(v) is not None:
+                        return s.check(v), None
+            try:
+                unchanged = self.all_predicates(values) == self.expected
+            except Exception:  # noqa: BLE001 - one of them raised: found below
+                unchanged = False
+            if not unchanged:
+                why = self._changed_predicate(values)
+                if why is not None:
+                    return why, None
         for g in self.object_guards:
             why = g.check()
             if why is not None:
-                return why
-        return None
+                return why, None
+        if self.module_epoch != module_edits.count:
+            for g in self.module_guards:
+                why = g.check()
+                if why is not None:
+                    return why, None
+            self.module_epoch = module_edits.count
+        return None, values
 
-    def run(self, leaves: list) -> Any:
+    def _changed_predicate(self, values: list) -> str | None:
+        for fn, expected, code, what in self.predicates:
+            try:
+                now = fn(values)
+            except Exception as e:  # noqa: BLE001 - the retrace raises it where it belongs
+                now = e
+            if not same(now, expected):
+                text = describe(code, self.sources)
+                return f"{text} ({what}) was {expected!r} when traced, is now {now!r}"
+        return None  # NaN == NaN: unchanged after all
+
+    def run(self, leaves: list, values: list | None = None) -> Any:
+        """Run on `leaves` (arrays); `values`: the sources' values `check` read."""
         if self.scalars is None:
             captured = [ref()._data for ref in self.captured]
         else:
-            numbers = iter(self.scalars([s.get() for s in self.sources]))
+            if values is None:
+                values = [s.get() for s in self.sources]
+            numbers = iter(self.scalars(values))
             captured = [next(numbers) if ref is None else ref()._data for ref in self.captured]
         outputs, writes = self._call(leaves, captured)
         if self._call is self.executable:
@@ -290,13 +327,11 @@ class JitFunction:
             else:
                 fast_key = (tuple(sig), _grad_mode.enabled)
                 entry = self._fast.get(fast_key)
-                if (
-                    entry is not None
-                    and not entry.eager
-                    and (not entry.checked or entry.guard_failure() is None)
-                ):
-                    self.stats["memory_hits"] += 1
-                    return entry.run([a._data for a in args])
+                if entry is not None and not entry.eager:
+                    why, values = entry.check() if entry.checked else (None, None)
+                    if why is None:
+                        self.stats["memory_hits"] += 1
+                        return entry.run([a._data for a in args], values)
         leaves, dynamic, key = self._split(args, kwargs)
         if self.device == "cpu":
             _check_on_cpu(self.fn, dynamic, "argument")

@@ -252,13 +252,16 @@ class Tracer:
                 )
         tape.writes = writes
         self.restore()
+        for g in self.module_guards.values():
+            self._changed_attrs += g.assigned()
         if self._changed_attrs:
             raise TracerError(
                 f"the jitted function assigned to {', '.join(self._changed_attrs)} (a Python "
-                "number of a module) while tracing. Python state changes happen once, while "
-                "tg.jit traces, not at every call. Change such numbers outside the jitted "
-                "function, or keep the value in a tensor buffer (register_buffer) and update "
-                "it in place."
+                "attribute of a module) while tracing. Python state changes happen once, while "
+                "tg.jit traces, not at every call. Change such values outside the jitted "
+                "function (a module that sets itself up on its first call: call it once "
+                "eagerly first), or keep the value in a tensor buffer (register_buffer) and "
+                "update it in place."
             )
 
     def _label(self, t: Tensor) -> Any:
