@@ -354,6 +354,54 @@ def test_assigning_a_module_number_while_tracing_raises():
         tg.jit(lambda x: c(x) * 2)(tg.ones(2))
 
 
+def test_a_scheduler_stepped_inside_the_jitted_step_raises():
+    w = nn.Parameter(tg.ones(2))
+    opt = tg.optim.SGD([w], lr=0.1)
+    sched = tg.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+
+    @tg.jit
+    def step():
+        opt.zero_grad()
+        (w * w).sum().backward()
+        opt.step()
+        sched.step()
+
+    with pytest.raises(tg.TracerError, match="scheduler.step\\(\\) after the compiled step"):
+        step()
+        step()
+    assert type(opt.param_groups[0]["lr"]) is float
+
+
+def test_a_custom_optimizer_step_is_guarded_too():
+    class PlainSGD(tg.optim.Optimizer):
+        def __init__(self, params, lr):
+            super().__init__(params, {"lr": lr})
+
+        def step(self):  # does not call Optimizer.step
+            with tg.no_grad():
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        if p.grad is not None:
+                            p.sub_(group["lr"] * p.grad)
+
+    w = nn.Parameter(tg.tensor(np.ones(2)))
+    v = nn.Parameter(tg.tensor(np.ones(2)))
+    opt = PlainSGD([w], lr=0.5)
+
+    @tg.jit
+    def step():
+        opt.zero_grad()
+        ((w * w).sum() + (v * v).sum()).backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    opt.param_groups[0]["lr"] = 0.25
+    opt.add_param_group({"params": [v], "lr": 0.125})  # a new group: the step updates v now
+    step()
+    np.testing.assert_allclose(v.detach().numpy(), [0.75, 0.75])
+
+
 def test_plain_numbers_and_guards_outside_a_trace_are_untouched():
     opt = tg.optim.SGD([nn.Parameter(tg.ones(2))], lr=0.1)
     assert type(opt.param_groups[0]["lr"]) is float

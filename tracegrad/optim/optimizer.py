@@ -9,6 +9,7 @@ eagerly and compile from the second call on.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,7 @@ class Optimizer:
         # a ParamGroup hands its numbers to tg.jit as runtime scalars (trace/pystate.py)
         group = ParamGroup(group)
         group.index = len(self.param_groups)
+        group.owner = weakref.ref(self)
         params = group["params"]
         group["params"] = [params] if isinstance(params, Tensor) else list(params)
         for p in group["params"]:

@@ -336,14 +336,27 @@ class ParamGroup(dict):
     runtime scalars and records a guard for every other value read (flags, `None`, the
     parameter list). Outside a trace it is a plain dict."""
 
-    __slots__ = ("__weakref__", "index")
+    __slots__ = ("__weakref__", "index", "owner")
 
     def __getitem__(self, key: Any) -> Any:
         value = dict.__getitem__(self, key)
         tracer = tracing.tracer
         if tracer is None:
             return value
+        owner = self.owner() if getattr(self, "owner", None) is not None else None
+        if owner is not None:  # its param groups and their params are guarded, whoever reads
+            tracer.note_optimizer(owner)
         return tracer.read_item(self, key, value)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if tracing.tracer is not None:
+            raise TracerError(
+                f"{user_location()}: param_groups[...][{key!r}] was assigned while tg.jit traced "
+                "the function; the assignment would happen once, while tracing, not at every "
+                "call. Change hyperparameters outside the jitted function (call "
+                "scheduler.step() after the compiled step, not inside it)."
+            )
+        dict.__setitem__(self, key, value)
 
     def get(self, key: Any, default: Any = None) -> Any:
         if key in self:

@@ -14,6 +14,9 @@ intermediate values. Changing a captured tensor in place (`p -= lr * p.grad` und
 `buf.mul_(0.9)`, `x[0] = 1`) and setting any tensor's `.grad` (backward's accumulation,
 `zero_grad`) are state writes: after each call the runtime stores the new values back. During
 the trace captured tensors hold their tape variables; when it ends they get their own data back.
+
+Python values the function reads from optimizers and modules (learning rates, `training`) are
+runtime scalars or guards (`pystate.py`); random draws and clock reads raise (`_run_trace`).
 """
 
 from __future__ import annotations
