@@ -19,15 +19,14 @@ import time
 
 import tracegrad as tg
 import tracegrad.nn.functional as F
-from benchmarks.timing import time_blocks
+
+from .timing import time_blocks
 
 FIRST_CALL = textwrap.dedent(
     """
     import time
     t0 = time.perf_counter()
     import tracegrad as tg
-import tracegrad.nn.functional as F
-from benchmarks.timing import time_blocks
     t1 = time.perf_counter()
     f = tg.jit(tg.value_and_grad(lambda x: ((2 * x + 1) ** 2).mean()))
     f(tg.ones(1000, 1000))
