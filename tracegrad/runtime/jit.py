@@ -118,24 +118,9 @@ class Entry:
     def check(self) -> tuple[str | None, list | None]:
         """(why this entry may not run now, or None; the values of its sources, read once for
         the guards and the runtime scalars)."""
-        for g in self.guards:
-            t = g[1]()
-            if t is None:
-                return "a captured tensor no longer exists", None
-            if g[0] == "captured":
-                if t.shape != g[2].shape or t.dtype != g[2].dtype:
-                    was, now = g[2], f"{t.dtype.name}{list(t.shape)}"
-                    return f"a captured tensor changed from {was!r} to {now}", None
-                if t.requires_grad != g[3]:
-                    return "a captured tensor's requires_grad changed", None
-            elif g[0] == "grad_set":
-                grad = t._grad
-                if grad is None or grad.shape != g[2].shape or grad.dtype != g[2].dtype:
-                    return "a .grad the function reads was cleared or changed shape or dtype", None
-            else:
-                want = None if g[2] is None else g[2]()
-                if t._grad is not want or (g[2] is not None and want is None):
-                    return "a .grad the function reads was replaced (or set, or cleared)", None
+        why = self.guards.check()
+        if why is not None:
+            return why, None
         values = None
         if self.sources:
             values = [s.get() for s in self.sources]

@@ -283,25 +283,74 @@ class Tracer:
             t._grad = old
         self.tape.done = True
 
-    def guards(self) -> list[tuple]:
-        """What a later call must find unchanged to reuse this trace: each captured tensor
-        alive with the same shape, dtype and requires_grad; each `.grad` that was read before
-        being set still None, or set to a tensor of the same shape and dtype, and the same
-        object when the tape reads its data."""
-        out = []
-        for rec in self.captured:
-            out.append(("captured", weakref.ref(rec.tensor), rec.var.aval, rec.requires_grad))
-        for t, value in self.grad_reads.values():
+    def guards(self) -> TensorGuards:
+        """What a later call must find unchanged in the tensors this trace touched."""
+        return TensorGuards(self)
+
+
+class TensorGuards:
+    """The guards on tensors of one trace, checked before every call: each captured tensor
+    alive with the same shape, dtype and requires_grad; each `.grad` that was read before being
+    set still None (`grad_none`), or set to a tensor of the same shape and dtype (`grad_set`:
+    only looked at, `if p.grad is None`), or the very same tensor (`grad_same`: the tape reads
+    its data). Kept as flat tuples so the check is one tight loop per kind."""
+
+    __slots__ = ("captured", "grad_none", "grad_same", "grad_set")
+
+    def __init__(self, tracer: Tracer) -> None:
+        self.captured = tuple(
+            (weakref.ref(rec.tensor), rec.var.shape, rec.var.dtype, rec.requires_grad)
+            for rec in tracer.captured
+        )
+        none, same, aval = [], [], []
+        for t, value in tracer.grad_reads.values():
             if value is None:
-                out.append(("grad", weakref.ref(t), None))
-            elif id(value) in self._captured_ids:
-                # its data is read (or changed) by the tape: the very same tensor is needed
-                out.append(("grad", weakref.ref(t), weakref.ref(value)))
+                none.append(weakref.ref(t))
+            elif id(value) in tracer._captured_ids:
+                same.append((weakref.ref(t), weakref.ref(value)))
             else:
-                # only looked at (`if p.grad is None`, its shape): any tensor of that aval will
-                # do, e.g. the new .grad the last compiled call stored
-                out.append(("grad_set", weakref.ref(t), Aval(value.shape, value.dtype)))
-        return out
+                aval.append((weakref.ref(t), value.shape, value.dtype))
+        self.grad_none = tuple(none)
+        self.grad_same = tuple(same)
+        self.grad_set = tuple(aval)
+
+    def __bool__(self) -> bool:
+        return bool(self.captured or self.grad_none or self.grad_same or self.grad_set)
+
+    def tensors(self) -> list[Any]:
+        """The captured tensors (alive), in the tape's order."""
+        return [r() for r, _, _, _ in self.captured]
+
+    def check(self) -> str | None:
+        """None when every guard holds; else why not."""
+        for ref, shape, dtype, requires_grad in self.captured:
+            t = ref()
+            if t is None:
+                return "a captured tensor no longer exists"
+            d = t._data
+            if d.shape != shape or d.dtype != dtype:
+                was = Aval(shape, dtype)
+                return f"a captured tensor changed from {was!r} to {d.dtype.name}{list(d.shape)}"
+            if t._requires_grad is not requires_grad:
+                return "a captured tensor's requires_grad changed"
+        for ref in self.grad_none:
+            t = ref()
+            if t is None:
+                return "a tensor whose .grad the function reads no longer exists"
+            if t._grad is not None:
+                return "a .grad the function reads was set (it was None when traced)"
+        for ref, want in self.grad_same:
+            t, g = ref(), want()
+            if t is None or g is None or t._grad is not g:
+                return "a .grad the function reads was replaced (or cleared)"
+        for ref, shape, dtype in self.grad_set:
+            t = ref()
+            if t is None:
+                return "a tensor whose .grad the function reads no longer exists"
+            g = t._grad
+            if g is None or g.shape != shape or g.dtype != dtype:
+                return "a .grad the function reads was cleared or changed shape or dtype"
+        return None
 
 
 def _group_index(group: Any) -> Any:
