@@ -10,7 +10,7 @@ from typing import Any
 
 from . import functions as F
 from . import ops
-from .tensor import Tensor
+from .tensor import Tensor, tracing
 
 _SAME_NAME = (
     "exp log log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid relu silu abs sign neg erf square "
@@ -43,7 +43,17 @@ def _reshape_as(self: Tensor, other: Tensor) -> Tensor:
 
 
 def _contiguous(self: Tensor) -> Tensor:
-    """Self when already C-contiguous, else a contiguous copy (gradients flow through)."""
+    """Self when already C-contiguous, else a contiguous copy (gradients flow through).
+
+    While tracing there is no layout to look at: the result is a copy (which the compiler
+    fuses away where it is not needed) that counts as an alias of `self`, since eagerly it may
+    be `self` itself: an in-place change through it is refused (TracerError) rather than
+    silently not reaching `self`."""
+    if tracing.tracer is not None:
+        out = ops.copy(self)
+        out._base = self._base if self._base is not None else self
+        out._view_rec = out._version[1]
+        return out
     return self if self._data.flags.c_contiguous else ops.copy(self)
 
 

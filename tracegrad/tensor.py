@@ -721,7 +721,8 @@ def _inplace_traced(self: Tensor, tracer: Any, op: Any, args: tuple, params: dic
         raise _leaf_inplace_error(op, self)
     if self._base is not None:
         raise TracerError(
-            f"{op.name}_: in-place change of a view (or of a detach()ed / .data alias; shape "
+            f"{op.name}_: in-place change of a view (or of a detach()ed / .data / contiguous() "
+            f"alias; shape "
             f"{tuple(self.shape)}) inside tg.jit: a traced view cannot write through to its base. "
             "Change the base tensor itself (with tg.no_grad(): p.add_(...))."
         )

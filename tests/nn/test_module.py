@@ -256,3 +256,16 @@ def test_resnet18_loads_weights_from_a_path(tmp_path):
     np.testing.assert_array_equal(a.fc.weight.detach().numpy(), b.fc.weight.detach().numpy())
     with pytest.raises(RuntimeError, match="size mismatch for fc.weight"):
         tg.models.resnet18(weights=tmp_path / "r.npz")
+
+
+def test_linear_without_bias():
+    # regression: bias=False raised KeyError "attribute 'bias' already exists"
+    lin = nn.Linear(3, 2, bias=False)
+    assert lin.bias is None
+    assert list(lin.state_dict()) == ["weight"]
+    assert [n for n, _ in lin.named_parameters()] == ["weight"]
+    x = tg.randn(4, 3)
+    np.testing.assert_allclose(
+        lin(x).detach().numpy(), x.numpy() @ lin.weight.detach().numpy().T, rtol=1e-6
+    )
+    assert "bias=False" in repr(lin)

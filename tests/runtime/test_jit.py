@@ -527,3 +527,29 @@ def test_numpy_steps_write_into_reused_arrays_and_never_into_one_the_caller_hold
     steps = jf._entry_for((a1, x1), {}).executable.call.__globals__.values()
     names = {getattr(s, "__name__", "") for s in steps}
     assert {"step_matmul_into", "step_unfold2d_into"} <= names
+
+
+def test_contiguous_inside_jit():
+    # regression: .contiguous() raised AttributeError: 'Var' object has no attribute 'flags'
+    x = tg.tensor(np.arange(24.0).reshape(2, 3, 4), requires_grad=True)
+
+    def f(x):
+        y = x.transpose(1, 2).contiguous().reshape(2, 12)
+        return (y * tg.arange(12.0)).sum()
+
+    jf = tg.jit(tg.value_and_grad(f))
+    value, grad = jf(x)
+    want_value, want_grad = tg.value_and_grad(f)(x)
+    np.testing.assert_allclose(value.item(), want_value.item())
+    np.testing.assert_allclose(grad.numpy(), want_grad.numpy())
+
+
+def test_in_place_through_a_contiguous_alias_is_refused_under_jit():
+    @tg.jit
+    def f(x):
+        y = x.contiguous()  # eagerly x itself: a change of y would change x
+        y.add_(1)
+        return x
+
+    with pytest.raises(tg.TracerError, match="contiguous"):
+        f(tg.ones(3))
