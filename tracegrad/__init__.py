@@ -18,6 +18,7 @@ from . import (
     nn,
     ops,
     optim,
+    utils,
 )
 from ._tensor_str import set_printoptions
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled

@@ -41,6 +41,52 @@ def generator() -> np.random.Generator:
     return _rng
 
 
+class Generator:
+    """A random number generator of its own, as `torch.Generator`: seeded with
+    `manual_seed(n)` (which returns it, so `tg.Generator().manual_seed(42)` works), given to
+    `tg.randperm(n, generator=g)`, `tg.utils.data.random_split` and `DataLoader(generator=g)`
+    so that their draws do not move the global generator's. A numpy Generator underneath."""
+
+    def __init__(self, device: Any = "cpu") -> None:
+        self.device = device
+        self._seed = int(np.random.SeedSequence().entropy % (1 << 63))
+        self._rng = np.random.default_rng(self._seed)
+
+    def manual_seed(self, seed: int) -> Generator:
+        self._seed = int(seed)
+        self._rng = np.random.default_rng(self._seed)
+        return self
+
+    def seed(self) -> int:
+        """Reseed from fresh entropy; returns the new seed."""
+        self.manual_seed(int(np.random.SeedSequence().entropy % (1 << 63)))
+        return self._seed
+
+    def initial_seed(self) -> int:
+        return self._seed
+
+    def get_state(self) -> dict:
+        return self._rng.bit_generator.state
+
+    def set_state(self, state: dict) -> Generator:
+        self._rng.bit_generator.state = state
+        return self
+
+
+def _numpy_rng(generator: Any) -> np.random.Generator:
+    """The numpy Generator behind `generator` (a tg.Generator, a numpy Generator, or None for
+    the global one)."""
+    if generator is None:
+        return _rng
+    if isinstance(generator, Generator):
+        return generator._rng
+    if isinstance(generator, np.random.Generator):
+        return generator
+    raise TypeError(
+        f"generator must be a tg.Generator (or a numpy Generator), got {type(generator).__name__}"
+    )
+
+
 def _random_allowed(fn: str) -> None:
     # A draw made while tracing would be frozen into the tape: every call would reuse the
     # same numbers. Refuse it rather than return silently non-random values.
@@ -191,9 +237,11 @@ def randint(
     return _finish(arr, False, device)
 
 
-def randperm(n: int, dtype: Any = None) -> Tensor:
+def randperm(n: int, *, generator: Any = None, dtype: Any = None) -> Tensor:
+    """A random permutation of 0..n-1 (int64)."""
     _random_allowed("randperm")
-    return _finish(_rng.permutation(n).astype(_dtype(dtype, int64)), False, None)
+    perm = _numpy_rng(generator).permutation(n)
+    return _finish(perm.astype(_dtype(dtype, int64)), False, None)
 
 
 def _like(x: Any, dtype: Any, device: Any = None) -> tuple:
