@@ -57,6 +57,47 @@ def _contiguous(self: Tensor) -> Tensor:
     return self if self._data.flags.c_contiguous else ops.copy(self)
 
 
+def _t(self: Tensor) -> Tensor:
+    """The transpose of a matrix; a 0-d or 1-d tensor is itself."""
+    if self.ndim > 2:
+        raise ValueError(
+            f"t() expects a tensor with <= 2 dimensions, but self is {self.ndim}D "
+            "(use x.transpose(dim0, dim1) or x.mT)"
+        )
+    return F.transpose(self, 0, 1) if self.ndim == 2 else self
+
+
+_TYPE_NAMES = {
+    "float32": "FloatTensor",
+    "float64": "DoubleTensor",
+    "float16": "HalfTensor",
+    "int64": "LongTensor",
+    "int32": "IntTensor",
+    "int16": "ShortTensor",
+    "int8": "CharTensor",
+    "uint8": "ByteTensor",
+    "bool": "BoolTensor",
+}
+
+
+def _type(self: Tensor, dtype: Any = None) -> Any:
+    """No argument: the type name (`"tracegrad.FloatTensor"`, as PyTorch's
+    `"torch.FloatTensor"`); a dtype or such a name: this tensor converted to it."""
+    if dtype is None:
+        return "tracegrad." + _TYPE_NAMES.get(self.dtype.name, self.dtype.name)
+    if isinstance(dtype, str):
+        name = dtype.rsplit(".", 1)[-1]
+        found = [k for k, v in _TYPE_NAMES.items() if v == name]
+        if not found:
+            raise ValueError(f"type(): invalid type {dtype!r}")
+        dtype = found[0]
+    return self.astype(dtype)
+
+
+def _masked_fill_(self: Tensor, mask: Any, value: Any) -> Tensor:
+    return self.copy_(F.masked_fill(self, mask, value))
+
+
 def _T(self: Tensor) -> Tensor:
     return self if self.ndim < 2 else ops.permute(self, dims=tuple(reversed(range(self.ndim))))
 
@@ -89,6 +130,13 @@ Tensor.expand_as = _expand_as
 Tensor.view_as = _view_as
 Tensor.reshape_as = _reshape_as
 Tensor.contiguous = _contiguous
+Tensor.t = _t
+Tensor.type = _type
+Tensor.masked_fill = F.masked_fill
+Tensor.masked_fill_ = _masked_fill_
+Tensor.tril = F.tril
+Tensor.triu = F.triu
+Tensor.norm = F.norm
 Tensor.T = property(_T)
 Tensor.mT = property(_mT)
 Tensor.new_zeros = _new("zeros")

@@ -625,6 +625,95 @@ def allclose(
     )
 
 
+# --------------------------------------------------------------------------------------------
+# masks and norms (composites)
+
+
+def masked_fill(input: Any, mask: Any, value: Any) -> Tensor:  # noqa: A002
+    """`value` where the bool `mask` (broadcast to `input`) is True, `input` elsewhere; the
+    result keeps `input`'s dtype."""
+    x = _as_tensor(input)
+    m = _as_tensor(mask)
+    if m.dtype.kind != "b":
+        raise TypeError(
+            f"masked_fill only supports boolean masks, but got mask with dtype {m.dtype} "
+            "(compare first: x.masked_fill(m != 0, value))"
+        )
+    if isinstance(value, Tensor) and value.ndim != 0:
+        raise ValueError(
+            "masked_fill only supports a 0-dimensional value tensor, but got tensor with "
+            f"{value.ndim} dimension(s)"
+        )
+    out = ops.where(m, _operand(value), x)
+    return out if out.dtype == x.dtype else ops.astype(out, dtype=x.dtype)
+
+
+def _triangle(fn: str, input: Any, diagonal: int, lower: bool) -> Tensor:  # noqa: A002
+    x = _as_tensor(input)
+    if x.ndim < 2:
+        raise ValueError(
+            f"{fn}: input tensor must have at least 2 dimensions, got shape {tuple(x.shape)}"
+        )
+    n, m = x.shape[-2:]
+    keep = np.tri(n, m, diagonal, dtype=bool)
+    if not lower:
+        keep = ~np.tri(n, m, diagonal - 1, dtype=bool)
+    out = ops.where(_as_tensor(keep), x, 0)
+    return out if out.dtype == x.dtype else ops.astype(out, dtype=x.dtype)
+
+
+def tril(input: Any, diagonal: int = 0) -> Tensor:  # noqa: A002
+    """The lower triangle of the last two dims (elements at column <= row + diagonal)."""
+    return _triangle("tril", input, diagonal, True)
+
+
+def triu(input: Any, diagonal: int = 0) -> Tensor:  # noqa: A002
+    """The upper triangle of the last two dims (elements at column >= row + diagonal)."""
+    return _triangle("triu", input, diagonal, False)
+
+
+def _safe_root(s: Tensor, p: float) -> Tensor:
+    """s ** (1/p) with the gradient 0 where s == 0 (PyTorch's norm at a zero vector)."""
+    positive = ops.gt(s, 0)
+    root = ops.pow(ops.where(positive, s, 1), 1.0 / p)
+    return ops.where(positive, root, 0)
+
+
+def norm(
+    input: Any,  # noqa: A002
+    p: Any = "fro",
+    dim: Any = None,
+    keepdim: bool = False,
+    dtype: Any = None,
+) -> Tensor:
+    """The vector p-norm over `dim` (all elements by default): p = 2 or "fro" (default), 1,
+    inf, -inf, 0 (the count of nonzeros) or any other number; the gradient at a zero vector is
+    0, as PyTorch's."""
+    x = _as_tensor(input)
+    if dtype is not None:
+        x = ops.astype(x, dtype=np.dtype(dtype))
+    if x.dtype.kind != "f":
+        raise TypeError(
+            f"norm(): input dtype should be floating point, but got {x.dtype} (use x.float())"
+        )
+    if p == "fro":
+        p = 2
+    if p == "nuc" or isinstance(p, str):
+        raise ValueError(f"norm: p={p!r} is a matrix norm, which tracegrad does not have")
+    a = ops.abs(x)
+    if p == math.inf:
+        return amax(a, dim if dim is not None else (), keepdim)
+    if p == -math.inf:
+        return amin(a, dim if dim is not None else (), keepdim)
+    if p == 0:
+        return sum(ops.astype(ops.ne(x, 0), dtype=x.dtype), dim, keepdim)
+    if p == 1:
+        return sum(a, dim, keepdim)
+    if p == 2:
+        return _safe_root(sum(ops.mul(x, x), dim, keepdim), 2)
+    return _safe_root(sum(ops.pow(a, p), dim, keepdim), p)
+
+
 # every public function defined here (not the names imported into this module)
 __all__ = [
     name

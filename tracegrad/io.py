@@ -59,14 +59,29 @@ def save(obj: Any, f: Any) -> None:
     meta = json.dumps({"format": "tracegrad", "version": 1, "tree": tree})
     arrays[_META] = np.frombuffer(meta.encode(), dtype=np.uint8)
     if isinstance(f, (str, os.PathLike)):
-        f = os.fspath(f)
-        if not f.endswith(".npz"):
-            raise ValueError(f"tg.save: the file name must end in .npz, got {f!r}")
-    np.savez(f, **arrays)
+        # any file name ("model.pth" as in PyTorch's tutorials): np.savez given a path would
+        # append ".npz", so it writes into the open file
+        with open(os.fspath(f), "wb") as fh:
+            np.savez(fh, **arrays)
+    else:
+        np.savez(f, **arrays)
 
 
-def load(f: Any) -> Any:
-    """Load what `tg.save` stored; a plain .npz of arrays loads as an OrderedDict of Tensors."""
+def load(
+    f: Any, map_location: Any = None, weights_only: bool | None = None, mmap: Any = None
+) -> Any:
+    """Load what `tg.save` stored; a plain .npz of arrays loads as an OrderedDict of Tensors.
+
+    `weights_only` is accepted as PyTorch's: tracegrad's files hold no code, so both values
+    load the same. `map_location` may be "cpu" (or a function/dict, as PyTorch's, not applied);
+    tensors load on the CPU; move them with `.to(...)`. `mmap` is accepted and ignored."""
+    if isinstance(f, (str, os.PathLike)) and _is_torch_zip(os.fspath(f)):
+        raise ValueError(
+            f"tg.load: {os.fspath(f)!r} is a PyTorch checkpoint (torch.save's zip with a "
+            "pickle); tracegrad reads only its own files (tg.save) and .npz archives. Convert "
+            "once where PyTorch is installed: np.savez('model.npz', **{k: v.numpy() for k, v in "
+            "torch.load(path, weights_only=True).items()})"
+        )
     with np.load(f, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     meta = arrays.pop(_META, None)
@@ -91,3 +106,12 @@ def load(f: Any) -> Any:
         return x
 
     return decode(info["tree"])
+
+
+def _is_torch_zip(path: str) -> bool:
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("data.pkl") for n in z.namelist())

@@ -1,6 +1,6 @@
 """`tg.nn`: modules, layers, losses, initialisation and the functional forms, as PyTorch's."""
 
-from . import functional, init
+from . import functional, init, utils
 from .layers import (
     GELU,
     AdaptiveAvgPool2d,
@@ -17,20 +17,28 @@ from .layers import (
     L1Loss,
     LayerNorm,
     Linear,
+    LogSoftmax,
     MaxPool2d,
     MSELoss,
     NLLLoss,
     ReLU,
     Sigmoid,
     SiLU,
+    Softmax,
     Tanh,
 )
-from .module import Module, ModuleList, Sequential
+from .module import Module, ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .parameter import Parameter
 
 __all__ = [
     "functional",
     "init",
+    "utils",
+    "ModuleDict",
+    "ParameterDict",
+    "ParameterList",
+    "Softmax",
+    "LogSoftmax",
     "Module",
     "ModuleList",
     "Sequential",

@@ -566,6 +566,134 @@ def cross_entropy(
     return (1 - label_smoothing) * nll + (label_smoothing / c) * smooth
 
 
+def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
+    """int64 one-hot rows: `out[..., c] = (tensor[...] == c)`; `num_classes=-1` takes
+    `tensor.max() + 1` (a value: not under tg.jit, where it must be given)."""
+    t = _as_tensor(tensor)
+    if t.dtype != np.int64:
+        raise TypeError(
+            f"one_hot is only applicable to index tensor of type LongTensor, got {t.dtype} "
+            "(use t.long())"
+        )
+    if tracing.tracer is None and t.numel() > 0:
+        values = t._data
+        if values.min() < 0:
+            raise RuntimeError("Class values must be non-negative.")
+        if num_classes != -1 and values.max() >= num_classes:
+            raise RuntimeError("Class values must be smaller than num_classes.")
+    if num_classes == -1:
+        if t.numel() == 0:
+            raise RuntimeError("Can not infer total number of classes from empty tensor.")
+        num_classes = int(t.max().item()) + 1
+    classes = creation.arange(num_classes)
+    return ops.astype(ops.eq(F.unsqueeze(t, -1), classes), dtype=np.dtype(np.int64))
+
+
+def pad(input: Any, pad: Any, mode: str = "constant", value: float | None = None) -> Tensor:  # noqa: A002
+    """Pad (or, with negative sizes, crop) the last dims: `pad = (left, right)` for the last
+    dim, then `(top, bottom)` for the one before, ... Modes: "constant" (`value`, default 0),
+    "reflect", "replicate", "circular". Gradients flow to the kept elements."""
+    x = _as_tensor(input)
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2:
+        raise ValueError("Padding length must be divisible by 2")
+    if len(pad) // 2 > x.ndim:
+        raise ValueError(
+            "Padding length should be less than or equal to two times the input dimension but "
+            f"got padding length {len(pad)} and input of dimension {x.ndim}"
+        )
+    if mode not in ("constant", "reflect", "replicate", "circular"):
+        raise NotImplementedError(
+            f"pad: mode {mode!r} is not one of 'constant', 'reflect', 'replicate', 'circular'"
+        )
+    if mode != "constant" and value:
+        raise ValueError(f'Padding mode "{mode}" doesn\'t take in value argument')
+    for i in range(len(pad) // 2):
+        d = x.ndim - 1 - i
+        left, right = pad[2 * i], pad[2 * i + 1]
+        n = x.shape[d]
+        if mode == "constant":
+            start, stop = max(-left, 0), n - max(-right, 0)
+            if start or stop != n:
+                x = x[(slice(None),) * d + (slice(start, stop),)]
+            parts = []
+            for size in (max(left, 0), max(right, 0)):
+                shape = x.shape[:d] + (size,) + x.shape[d + 1 :]
+                parts.append(creation.full(shape, 0 if value is None else value, dtype=x.dtype))
+            if left > 0 or right > 0:
+                x = F.cat([parts[0], x, parts[1]], d)
+            continue
+        if left < 0 or right < 0:
+            raise ValueError(f"pad: negative padding is only supported in constant mode, got {pad}")
+        if mode == "reflect" and (left >= n or right >= n):
+            raise ValueError(
+                f"Padding size should be less than the corresponding input dimension, but got: "
+                f"padding ({left}, {right}) at dimension {d} of input {tuple(x.shape)}"
+            )
+        if mode == "circular" and (left > n or right > n):
+            raise ValueError(
+                f"pad: circular padding ({left}, {right}) is larger than dimension {d} of size {n}"
+            )
+        if mode == "reflect":
+            index = (
+                list(range(left, 0, -1)) + list(range(n)) + list(range(n - 2, n - 2 - right, -1))
+            )
+        elif mode == "replicate":
+            index = [0] * left + list(range(n)) + [n - 1] * right
+        else:
+            index = list(range(n - left, n)) + list(range(n)) + list(range(right))
+        x = F.index_select(x, d, creation.tensor(np.asarray(index, dtype=np.int64)))
+    return x
+
+
+def scaled_dot_product_attention(
+    query: Any,
+    key: Any,
+    value: Any,
+    attn_mask: Any = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> Tensor:
+    """softmax(query @ key^T * scale + mask) @ value over the last two dims, PyTorch's
+    definition: `scale` defaults to 1/sqrt(E); `is_causal` masks keys after each query
+    (a lower-triangular mask, top-left aligned); a bool `attn_mask` keeps True positions, a
+    float one is added; `enable_gqa` repeats key/value heads to the query's."""
+    q, k, v = _as_tensor(query), _as_tensor(key), _as_tensor(value)
+    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
+        raise ValueError(
+            "scaled_dot_product_attention: query, key and value need at least 2 dims, got "
+            f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    if is_causal and attn_mask is not None:
+        raise ValueError(
+            "_scaled_dot_product_attention: Explicit attn_mask should not be set when "
+            "is_causal=True"
+        )
+    if enable_gqa and q.ndim >= 3 and k.shape[-3] != q.shape[-3]:
+        groups = q.shape[-3] // k.shape[-3]
+        heads = creation.tensor(np.repeat(np.arange(k.shape[-3]), groups))
+        k = F.index_select(k, k.ndim - 3, heads)
+        v = F.index_select(v, v.ndim - 3, heads)
+    L, S = q.shape[-2], k.shape[-2]
+    factor = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = F.matmul(q, F.transpose(k, -2, -1)) * factor
+    if is_causal:
+        keep = creation.tensor(np.tri(L, S, dtype=bool))
+        scores = F.masked_fill(scores, ~keep, -math.inf)
+    elif attn_mask is not None:
+        m = _as_tensor(attn_mask)
+        if m.dtype.kind == "b":
+            scores = F.masked_fill(scores, ~m, -math.inf)
+        else:
+            scores = scores + m
+    weights = F.softmax(scores, dim=-1)
+    if dropout_p > 0.0:
+        weights = dropout(weights, p=dropout_p, training=True)
+    return F.matmul(weights, v)
+
+
 __all__ = [
     "relu",
     "relu6",
@@ -590,6 +718,9 @@ __all__ = [
     "binary_cross_entropy_with_logits",
     "nll_loss",
     "cross_entropy",
+    "one_hot",
+    "pad",
+    "scaled_dot_product_attention",
     "out_size",
     "math",
 ]

@@ -1,0 +1,209 @@
+"""Names PyTorch's tutorials use, against closed forms (numpy) and finite differences."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+import tracegrad as tg
+import tracegrad.nn.functional as F
+from tracegrad import nn
+
+r = np.random.default_rng(0)
+
+
+def _t(shape, grad=True):
+    return tg.tensor(r.standard_normal(shape), requires_grad=grad)
+
+
+def test_t_type_masked_fill_tril_triu():
+    a = r.standard_normal((3, 4))
+    x = tg.tensor(a)
+    assert x.t().tolist() == a.T.tolist()
+    assert tg.ones(3).t().shape == (3,)
+    with pytest.raises(ValueError, match="<= 2 dimensions"):
+        tg.ones(2, 2, 2).t()
+    assert tg.ones(2).type() == "tracegrad.FloatTensor"
+    assert tg.ones(2).type(tg.float64).dtype == tg.float64
+    assert tg.ones(2).type("torch.LongTensor").dtype == tg.int64
+    np.testing.assert_array_equal(x.masked_fill(x > 0, 7.0).numpy(), np.where(a > 0, 7.0, a))
+    with pytest.raises(TypeError, match="boolean masks"):
+        x.masked_fill(x, 1.0)
+    y = tg.tensor(a.copy())
+    y.masked_fill_(y < 0, 0.0)
+    np.testing.assert_array_equal(y.numpy(), np.maximum(a, 0))
+    for k in (-1, 0, 2):
+        np.testing.assert_array_equal(tg.tril(x, k).numpy(), np.tril(a, k))
+        np.testing.assert_array_equal(x.triu(k).numpy(), np.triu(a, k))
+    b = r.standard_normal((2, 3, 3))
+    np.testing.assert_array_equal(tg.tensor(b).tril().numpy(), np.tril(b))
+    assert tg.gradcheck(lambda x: x.tril(1).masked_fill(x > 0.5, 2.0), [_t((3, 4))])
+
+
+@pytest.mark.parametrize("p", [2, "fro", 1, 3, math.inf, -math.inf, 0])
+def test_norm(p):
+    a = r.standard_normal((3, 4))
+    x = tg.tensor(a)
+    pn = 2 if p == "fro" else p
+    want = np.linalg.norm(a.ravel(), ord=pn)
+    assert x.norm(p).item() == pytest.approx(want)
+    np.testing.assert_allclose(
+        tg.norm(x, p, dim=1).numpy(), np.linalg.norm(a, ord=pn, axis=1), rtol=1e-12
+    )
+    if p not in (0,):
+        assert tg.gradcheck(lambda x: x.norm(p, dim=0, keepdim=True), [_t((3, 4))])
+
+
+def test_norm_gradient_at_zero_is_zero():
+    z = tg.zeros(3, requires_grad=True, dtype=tg.float64)
+    z.norm().backward()
+    assert z.grad.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_softmax_modules_and_containers():
+    x = _t((2, 5), grad=False)
+    np.testing.assert_allclose(nn.Softmax(dim=1)(x).numpy(), F.softmax(x, 1).numpy())
+    np.testing.assert_allclose(nn.LogSoftmax(dim=-1)(x).numpy(), F.log_softmax(x, -1).numpy())
+    with pytest.warns(UserWarning, match="Implicit dimension"):
+        nn.Softmax()(x)
+    d = nn.ModuleDict({"a": nn.Linear(2, 3), "b": nn.ReLU()})
+    d["c"] = nn.Tanh()
+    assert list(d) == ["a", "b", "c"] and "a" in d and len(d) == 3
+    assert [n for n, _ in d.named_parameters()] == ["a.weight", "a.bias"]
+    pl = nn.ParameterList([tg.ones(2), nn.Parameter(tg.zeros(3))])
+    pl.append(tg.ones(1))
+    assert len(pl) == 3 and all(isinstance(p, nn.Parameter) for p in pl)
+    assert [n for n, _ in pl.named_parameters()] == ["0", "1", "2"]
+    pd = nn.ParameterDict({"w": tg.ones(2)})
+    assert list(pd.state_dict()) == ["w"]
+
+
+def test_clip_grad_norm_and_value():
+    ps = [nn.Parameter(tg.zeros(3, dtype=tg.float64)), nn.Parameter(tg.zeros(2, dtype=tg.float64))]
+    g = [r.standard_normal(3) * 10, r.standard_normal(2) * 10]
+    for p, gi in zip(ps, g):
+        p.grad = tg.tensor(gi)
+    total = nn.utils.clip_grad_norm_(ps, max_norm=1.0)
+    want = np.sqrt(sum((gi**2).sum() for gi in g))
+    assert total.item() == pytest.approx(want)
+    coef = 1.0 / (want + 1e-6)
+    for p, gi in zip(ps, g):
+        np.testing.assert_allclose(p.grad.numpy(), gi * coef)
+    small = nn.Parameter(tg.zeros(2, dtype=tg.float64))
+    small.grad = tg.tensor([0.1, 0.1], dtype=tg.float64)
+    nn.utils.clip_grad_norm_([small], 5.0)
+    assert small.grad.tolist() == [0.1, 0.1]  # under max_norm: unchanged
+    nn.utils.clip_grad_value_(ps, 0.01)
+    assert max(abs(v) for p in ps for v in p.grad.tolist()) <= 0.01
+    vec = nn.utils.parameters_to_vector(ps)
+    assert vec.shape == (5,)
+
+
+def test_clip_grad_norm_inside_a_jitted_step_equals_eager():
+    def run(compiled):
+        tg.manual_seed(0)
+        model = nn.Linear(4, 2).double()
+        opt = tg.optim.SGD(model.parameters(), lr=0.5)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = ((model(x) - y) ** 2).sum() * 100
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+            opt.step()
+            return loss
+
+        f = tg.jit(step) if compiled else step
+        x, y = tg.tensor(np.ones((3, 4))), tg.tensor(np.zeros((3, 2)))
+        return [f(x, y).item() for _ in range(4)]
+
+    np.testing.assert_allclose(run(True), run(False), rtol=1e-10)
+
+
+def test_one_hot():
+    t = tg.tensor([0, 2, 1])
+    assert F.one_hot(t).tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 0]]
+    assert F.one_hot(t, 4).shape == (3, 4) and F.one_hot(t).dtype == tg.int64
+    with pytest.raises(RuntimeError, match="smaller than num_classes"):
+        F.one_hot(t, 2)
+    with pytest.raises(TypeError, match="LongTensor"):
+        F.one_hot(tg.ones(2), 3)
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate", "circular"])
+def test_pad_modes_against_numpy(mode):
+    a = r.standard_normal((2, 3, 5))
+    npmode = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+    got = F.pad(tg.tensor(a), (2, 1, 1, 2), mode=mode).numpy()
+    np.testing.assert_allclose(got, np.pad(a, ((0, 0), (1, 2), (2, 1)), mode=npmode[mode]))
+    assert tg.gradcheck(lambda x: F.pad(x, (2, 1, 1, 2), mode=mode), [_t((2, 3, 5))])
+
+
+def test_pad_value_crop_and_errors():
+    a = r.standard_normal((3, 4))
+    got = F.pad(tg.tensor(a), (1, -2), value=9.0).numpy()
+    np.testing.assert_allclose(got, np.pad(a[:, :2], ((0, 0), (1, 0)), constant_values=9.0))
+    with pytest.raises(ValueError, match="divisible by 2"):
+        F.pad(tg.tensor(a), (1,))
+    with pytest.raises(ValueError, match="less than the corresponding input dimension"):
+        F.pad(tg.tensor(a), (4, 0), mode="reflect")
+
+
+def _sdpa_reference(q, k, v, mask=None, causal=False, scale=None):
+    s = q @ np.swapaxes(k, -2, -1) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
+    if causal:
+        mask = np.tri(q.shape[-2], k.shape[-2], dtype=bool)
+    if mask is not None:
+        s = np.where(mask, s, -np.inf) if mask.dtype == bool else s + mask
+    w = np.exp(s - s.max(-1, keepdims=True))
+    return (w / w.sum(-1, keepdims=True)) @ v
+
+
+def test_scaled_dot_product_attention():
+    q, k, v = (r.standard_normal((2, 3, 4, 8)) for _ in range(3))
+    tq, tk, tv = (tg.tensor(a) for a in (q, k, v))
+    np.testing.assert_allclose(
+        F.scaled_dot_product_attention(tq, tk, tv).numpy(), _sdpa_reference(q, k, v), rtol=1e-10
+    )
+    np.testing.assert_allclose(
+        F.scaled_dot_product_attention(tq, tk, tv, is_causal=True).numpy(),
+        _sdpa_reference(q, k, v, causal=True),
+        rtol=1e-10,
+    )
+    m = r.standard_normal((4, 4))
+    np.testing.assert_allclose(
+        F.scaled_dot_product_attention(tq, tk, tv, attn_mask=tg.tensor(m), scale=0.3).numpy(),
+        _sdpa_reference(q, k, v, mask=m, scale=0.3),
+        rtol=1e-10,
+    )
+    with pytest.raises(ValueError, match="is_causal"):
+        F.scaled_dot_product_attention(tq, tk, tv, attn_mask=tg.tensor(m), is_causal=True)
+    assert tg.gradcheck(
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+        [_t((1, 2, 3, 4)), _t((1, 2, 3, 4)), _t((1, 2, 3, 4))],
+    )
+
+
+def test_save_under_any_name_and_load_weights_only(tmp_path):
+    model = nn.Linear(3, 2)
+    path = os.path.join(tmp_path, "model.pth")
+    tg.save(model.state_dict(), path)
+    assert os.path.exists(path)
+    sd = tg.load(path, weights_only=True, map_location="cpu")
+    assert list(sd) == ["weight", "bias"]
+    np.testing.assert_array_equal(sd["weight"].numpy(), model.weight.detach().numpy())
+
+
+def test_linear_without_bias_and_contiguous_under_jit_in_a_model():
+    model = nn.Sequential(nn.Linear(4, 6, bias=False), nn.ReLU(), nn.Linear(6, 2))
+
+    @tg.jit
+    def f(x):
+        return model(x.transpose(0, 1).contiguous()).sum()
+
+    with tg.no_grad():
+        x = tg.randn(4, 5)
+        assert f(x).item() == pytest.approx(model(x.t()).sum().item(), rel=1e-5)
