@@ -32,7 +32,7 @@ from .functions import abs, all, any, max, min, pow, sum
 from .io import load, save
 from .runtime import jit
 from .tape import TracerError
-from .tensor import Device, Tensor
+from .tensor import Device, Size, Tensor
 from .trace import make_tape
 
 device = Device

@@ -54,6 +54,28 @@ class _DeviceHooks:
 device_hooks = _DeviceHooks()
 
 
+class Size(tuple):
+    """A shape: a tuple of ints that prints as PyTorch's `torch.Size([2, 3])` does, with
+    `numel()`. `Tensor.size()` returns one; `Tensor.shape` is a plain tuple."""
+
+    __slots__ = ()
+
+    def numel(self) -> int:
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+    def __repr__(self) -> str:
+        return f"tracegrad.Size({list(self)})"
+
+    __str__ = __repr__
+
+    def __getitem__(self, index: Any) -> Any:
+        out = tuple.__getitem__(self, index)
+        return Size(out) if isinstance(index, slice) else out
+
+
 class Device:
     """Where a tensor's data lives: `cpu`, or `cuda:0` (the current GPU). Compares equal to its
     name: `t.device == "cpu"`, `t.device == "cuda"`."""
@@ -238,8 +260,10 @@ class Tensor:
         return self._version[0]
 
     def size(self, dim: int | None = None) -> Any:
+        """The shape as a `tg.Size` (a tuple that prints as `tracegrad.Size([2, 3])`, as
+        PyTorch's `torch.Size`), or the size of dimension `dim`."""
         if dim is None:
-            return self.shape
+            return Size(self.shape)
         return self.shape[dim]
 
     def numel(self) -> int:
@@ -1169,4 +1193,4 @@ def unpack_out(node: Node) -> Tensor:
     return t
 
 
-__all__ = ["Tensor", "Device", "dispatch", "result_type"]
+__all__ = ["Tensor", "Device", "Size", "dispatch", "result_type"]

@@ -207,3 +207,11 @@ def test_linear_without_bias_and_contiguous_under_jit_in_a_model():
     with tg.no_grad():
         x = tg.randn(4, 5)
         assert f(x).item() == pytest.approx(model(x.t()).sum().item(), rel=1e-5)
+
+
+def test_size_prints_as_pytorchs():
+    s = tg.ones(2, 3).size()
+    assert repr(s) == "tracegrad.Size([2, 3])" and str(s) == repr(s)
+    assert s == (2, 3) and isinstance(s, tuple) and s.numel() == 6
+    assert isinstance(s[1:], tg.Size) and s[0] == 2
+    assert tg.ones(2, 3).shape == (2, 3)
