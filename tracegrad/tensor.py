@@ -668,6 +668,16 @@ class Tensor:
 
     def __setitem__(self, index: Any, value: Any) -> None:
         idx, arrays = _parse_index(index)
+        tracer = tracing.tracer
+        if tracer is not None and _mask_fill(self, idx, arrays, value):
+            # x[mask] = v with one bool mask over the leading dims and one value: the shape of
+            # the result does not depend on the data (the selection does), so under tracing it
+            # is where(mask, v, x) -- PyTorch tutorials write gradients this way
+            mask = arrays[0]
+            for _ in range(self.ndim - mask.ndim):
+                mask = ops.reshape(mask, shape=tuple(mask.shape) + (1,))
+            self._inplace(_FILL_WHERE, mask, _operand(value))
+            return
         self._inplace(ops.setitem, _operand(value), *arrays, idx=idx)
 
     def __getitem__(self, index: Any) -> Tensor:
@@ -986,6 +996,29 @@ def _parse_index(index: Any) -> tuple[tuple, tuple]:
             arrays.append(t)
             parts.append(ops.ARRAY)
     return tuple(parts), tuple(arrays)
+
+
+class _FillWhere:
+    """`x[mask] = value` as an op of `_inplace`: where(mask, value, x) in x's dtype."""
+
+    name = "setitem"
+
+    def __call__(self, x: Tensor, mask: Tensor, value: Any) -> Tensor:
+        out = ops.where(mask, value, x)
+        return out if out.dtype == x.dtype else ops.astype(out, dtype=x.dtype)
+
+
+_FILL_WHERE = _FillWhere()
+
+
+def _mask_fill(x: Tensor, idx: tuple, arrays: tuple, value: Any) -> bool:
+    """Whether `x[idx] = value` is a fill through one bool mask over x's leading dims."""
+    if len(arrays) != 1 or idx != (ops.ARRAY,) or arrays[0].dtype.kind != "b":
+        return False
+    m = arrays[0]
+    if m.ndim == 0 or m.ndim > x.ndim or tuple(m.shape) != tuple(x.shape[: m.ndim]):
+        return False
+    return is_scalar(value) or (isinstance(value, Tensor) and value.ndim == 0)
 
 
 def _slice_bound(b: Any) -> Any:

@@ -553,3 +553,25 @@ def test_in_place_through_a_contiguous_alias_is_refused_under_jit():
 
     with pytest.raises(tg.TracerError, match="contiguous"):
         f(tg.ones(3))
+
+
+def test_boolean_mask_fill_inside_jit():
+    # x[mask] = value is where(mask, value, x) under tracing: the shape does not depend on data
+    def f(x):
+        y = x.clone()
+        y[y < 0] = 0.0
+        z = x.clone()
+        z[x[:, 0] > 0] = tg.tensor(5.0)  # a mask over the leading dim, a 0-d value
+        return y, z
+
+    x = tg.tensor(np.random.default_rng(0).standard_normal((4, 3)))
+    for got, want in zip(tg.jit(f)(x), f(x)):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+    def g(x):
+        x = x.clone()
+        x[x > 0] = tg.tensor([1.0, 2.0])  # values per selected element: data-dependent
+        return x
+
+    with pytest.raises(ValueError, match="boolean mask"):
+        tg.jit(g)(tg.ones(2))

@@ -21,6 +21,10 @@ _LAZY = {
     "functional": None,
     "engine": None,
     "pytree": None,
+    "Function": "function",
+    "FunctionCtx": "function",
+    "once_differentiable": "function",
+    "function": None,
 }
 
 
@@ -62,4 +66,7 @@ __all__ = [
     "GradcheckError",
     "Node",
     "AccumulateGrad",
+    "Function",
+    "FunctionCtx",
+    "once_differentiable",
 ]

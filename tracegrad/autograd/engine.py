@@ -172,7 +172,9 @@ def run_backward(
             g = buffers.pop(node, None)
             if capture and node in capture:
                 for i in capture[node]:
-                    results[i] = g
+                    # a Function node with several outputs holds one cotangent per output; a
+                    # tensor whose grad_fn it is is its output 0 (the others have edge nodes)
+                    results[i] = g[0] if type(g) is list else g
             if type(node) is AccumulateGrad:
                 if accumulate and g is not None:
                     _accumulate_grad(node.variable, g, create_graph)
@@ -216,7 +218,16 @@ def _needed(order: list[Node], capture: dict) -> set[Node]:
     return needed
 
 
-def _run_node(node: Node, g: Tensor, buffers: dict, needed: set | None, keep_retained: bool):
+def _run_node(node: Node, g: Any, buffers: dict, needed: set | None, keep_retained: bool):
+    if node.op is None:  # a tg.autograd.Function's node (autograd/function.py)
+        if node.freed:
+            raise RuntimeError(FREED_MESSAGE)
+        grads = node.run(g)
+        for (nxt, nr), gi in zip(node.next_functions, grads):
+            if nxt is None or gi is None or (needed is not None and nxt not in needed):
+                continue
+            _add_to(buffers, nxt, gi, nr)
+        return
     if node.retained is not None and keep_retained:
         t = node.retained()
         if t is not None:
@@ -233,7 +244,7 @@ def _run_node(node: Node, g: Tensor, buffers: dict, needed: set | None, keep_ret
     inputs = node.inputs
     params = node.params
     rules = op.vjp
-    for i, (nxt, _) in enumerate(node.next_functions):
+    for i, (nxt, nr) in enumerate(node.next_functions):
         if nxt is None or (needed is not None and nxt not in needed):
             continue
         if op.variadic:
@@ -248,10 +259,19 @@ def _run_node(node: Node, g: Tensor, buffers: dict, needed: set | None, keep_ret
             )
         if gi.dtype != x.dtype:
             gi = ops.astype(gi, dtype=x.dtype)
-        _add_to(buffers, nxt, gi)
+        _add_to(buffers, nxt, gi, nr)
 
 
-def _add_to(buffers: dict, node: Node, g: Tensor) -> None:
+def _add_to(buffers: dict, node: Node, g: Tensor, index: int = 0) -> None:
+    """Sum `g` into `node`'s cotangent (of its output `index`: a Function node with several
+    outputs keeps a list)."""
+    n = node.n_outputs
+    if n > 1:
+        cell = buffers.get(node)
+        if cell is None:
+            cell = buffers[node] = [None] * n
+        cell[index] = g if cell[index] is None else ops.add(cell[index], g)
+        return
     prev = buffers.get(node)
     buffers[node] = g if prev is None else ops.add(prev, g)
 

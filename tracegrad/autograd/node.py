@@ -23,6 +23,8 @@ FREED_MESSAGE = (
 class Node:
     """The `grad_fn` of a non-leaf tensor."""
 
+    n_outputs = 1  # a tg.autograd.Function's node may have several (autograd/function.py)
+
     __slots__ = (
         "op",
         "params",
