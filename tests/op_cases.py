@@ -192,6 +192,18 @@ def arg_case(ref: Callable) -> Case:
     return Case(draw, reference, grad=False)
 
 
+def _argsort(d: Any) -> tuple:
+    shape = d(shapes(min_dims=1, min_side=1))
+    x = distinct(d, shape)
+    if d(st.booleans()):
+        x = np.round(x)  # ties: the order among them must be stable
+    return (x,), {"dim": d(st.integers(0, len(shape) - 1)), "descending": d(st.booleans())}
+
+
+def _argsort_ref(x: np.ndarray, *, dim: int, descending: bool) -> np.ndarray:
+    return np.argsort(-x if descending else x, axis=dim, kind="stable")
+
+
 def sigmoid_ref(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -656,6 +668,7 @@ CASES: dict[str, Case] = {
     "prod": Case(_prod_draw, lambda x, *, dims, keepdim: np.prod(x, axis=dims, keepdims=keepdim)),
     "argmax": arg_case(np.argmax),
     "argmin": arg_case(np.argmin),
+    "argsort": Case(_argsort, _argsort_ref, grad=False),
     # shapes and indexing
     "reshape": Case(_reshape, lambda x, *, shape: np.reshape(x, shape)),
     "permute": Case(_permute, lambda x, *, dims: np.transpose(x, dims)),

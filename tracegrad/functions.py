@@ -626,6 +626,65 @@ def allclose(
 
 
 # --------------------------------------------------------------------------------------------
+# sorting (composites over the argsort index primitive: values are gathered, so their
+# gradient is gather's)
+
+SortResult = namedtuple("sort", ["values", "indices"])
+TopkResult = namedtuple("topk", ["values", "indices"])
+
+
+def _sort_dim(fn: str, x: Tensor, dim: int) -> int:
+    if x.ndim == 0:
+        return 0
+    if not -x.ndim <= dim < x.ndim:
+        raise IndexError(
+            f"{fn}: Dimension out of range (expected to be in range of [{-x.ndim}, "
+            f"{x.ndim - 1}], but got {dim})"
+        )
+    return dim % x.ndim
+
+
+def argsort(input: Any, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:  # noqa: A002
+    """The indices that sort `input` along `dim` (stable: ties keep their order; NaN counts as
+    the largest value)."""
+    x = _as_tensor(input)
+    return ops.argsort(x, dim=_sort_dim("argsort", x, dim), descending=bool(descending))
+
+
+def sort(input: Any, dim: int = -1, descending: bool = False, stable: bool = False) -> Any:  # noqa: A002
+    """(values, indices) of `input` sorted along `dim`; gradients flow to the values."""
+    x = _as_tensor(input)
+    d = _sort_dim("sort", x, dim)
+    indices = ops.argsort(x, dim=d, descending=bool(descending))
+    values = ops.gather(x, indices, dim=d) if x.ndim else x
+    return SortResult(values, indices)
+
+
+def topk(
+    input: Any,  # noqa: A002
+    k: int,
+    dim: int = -1,
+    largest: bool = True,
+    sorted: bool = True,  # noqa: A002 - PyTorch's name
+) -> Any:
+    """(values, indices) of the k largest (or smallest) elements along `dim`, largest first."""
+    x = _as_tensor(input)
+    d = _sort_dim("topk", x, dim)
+    size = x.shape[d] if x.ndim else 1
+    if not 0 <= k <= size:
+        raise RuntimeError(
+            f"topk: selected index k out of range (k={k}, dimension {d} has size {size})"
+        )
+    indices = ops.argsort(x, dim=d, descending=bool(largest))
+    if x.ndim:
+        indices = indices[(slice(None),) * d + (slice(0, k),)]
+        values = ops.gather(x, indices, dim=d)
+    else:
+        values = x
+    return TopkResult(values, indices)
+
+
+# --------------------------------------------------------------------------------------------
 # masks and norms (composites)
 
 
@@ -721,4 +780,4 @@ __all__ = [
     if not name.startswith("_")
     and callable(value)
     and getattr(value, "__module__", None) == __name__
-] + ["MaxResult", "MinResult"]
+] + ["MaxResult", "MinResult", "SortResult", "TopkResult"]

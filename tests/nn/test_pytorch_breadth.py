@@ -215,3 +215,24 @@ def test_size_prints_as_pytorchs():
     assert s == (2, 3) and isinstance(s, tuple) and s.numel() == 6
     assert isinstance(s[1:], tg.Size) and s[0] == 2
     assert tg.ones(2, 3).shape == (2, 3)
+
+
+def test_sort_argsort_topk():
+    a = np.array([[3.0, 1.0, np.nan, 2.0, 1.0], [0.0, 5.0, 5.0, -1.0, 2.0]])
+    x = tg.tensor(a)
+    v, i = x.sort()
+    assert i.tolist() == [[1, 4, 3, 0, 2], [3, 0, 4, 1, 2]]  # stable; NaN last
+    v, i = x.sort(dim=1, descending=True)
+    assert i.tolist() == [[2, 0, 3, 1, 4], [1, 2, 4, 0, 3]]  # NaN first, ties in order
+    np.testing.assert_array_equal(v.numpy()[1], [5, 5, 2, 0, -1])
+    assert tg.argsort(tg.tensor([3, 1, 2])).tolist() == [1, 2, 0]
+    vals, idx = tg.topk(tg.tensor([4.0, 2.0, 7.0, 1.0]), 2)
+    assert vals.tolist() == [7.0, 4.0] and idx.tolist() == [2, 0]
+    assert tg.topk(tg.tensor([4.0, 2.0, 7.0, 1.0]), 3, largest=False).indices.tolist() == [3, 1, 0]
+    with pytest.raises(RuntimeError, match="out of range"):
+        tg.topk(tg.ones(3), 4)
+    assert tg.gradcheck(lambda x: x.sort(0, descending=True).values * 2, [_t((4, 3))])
+    assert tg.gradcheck(lambda x: tg.topk(x, 2, dim=1).values, [_t((3, 5))])
+    f = tg.jit(lambda x: x.topk(2).values.sum() + x.sort(0).values[0].sum())
+    x = tg.tensor(r.standard_normal((4, 3)))
+    assert f(x).item() == pytest.approx((x.topk(2).values.sum() + x.sort(0).values[0].sum()).item())

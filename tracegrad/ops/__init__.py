@@ -54,6 +54,7 @@ from .nn import conv2d, fold2d, max_pool2d, max_pool2d_argmax, unfold2d
 from .reduce import amax, amin, argmax, argmin, expand_back, logsumexp, mean, prod, sum
 from .shape import (
     ARRAY,
+    argsort,
     cat,
     const,
     copy,
@@ -135,6 +136,7 @@ __all__ = [
     "logsumexp",
     "prod",
     "sum",
+    "argsort",
     "cat",
     "const",
     "copy",

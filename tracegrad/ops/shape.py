@@ -463,6 +463,42 @@ index_check = defop(
 
 
 # --------------------------------------------------------------------------------------------
+# argsort: the indices that sort x along `dim` (an index primitive: no gradient; sort and topk
+# are composites that gather the values with these indices, so their gradient is gather's).
+# Always stable (ties keep index order, descending too) and NaN sorts as the largest value, as
+# PyTorch's: last when ascending, first when descending. Runs as a numpy step when compiled.
+
+
+def _argsort_forward(x: np.ndarray, *, dim: int, descending: bool) -> np.ndarray:
+    if x.ndim == 0:
+        return np.zeros((), dtype=np.int64)
+    if not descending:
+        return np.argsort(x, axis=dim, kind="stable").astype(np.int64)
+    if x.dtype.kind == "f":
+        nan = np.isnan(x)
+        # lexsort's last key is the primary one: NaN first, then larger values, stable
+        order = np.lexsort((-np.where(nan, 0, x), ~nan), axis=dim)
+    else:
+        order = np.argsort(~x.astype(np.int64), axis=dim, kind="stable")  # ~v reverses order
+    return order.astype(np.int64)
+
+
+def _argsort_abstract(x: Any, *, dim: int, descending: bool) -> Aval:
+    if len(x.shape) and not -len(x.shape) <= dim < len(x.shape):
+        raise shape_error("argsort", f"dim {dim} is out of range", x.shape)
+    return Aval(x.shape, np.dtype(np.int64))
+
+
+argsort = defop(
+    "argsort",
+    forward=_argsort_forward,
+    abstract=_argsort_abstract,
+    vjp=(None,),
+    kind="index",
+)
+
+
+# --------------------------------------------------------------------------------------------
 # copy: the same values in fresh storage (clone). The cotangent passes through.
 
 copy = defop(
