@@ -13,6 +13,7 @@ tensor([[2.0000, 3.3333, 4.6667],
 
 from . import (
     _tensor_methods,  # attaches the math and shape methods to Tensor
+    accelerator,
     autograd,
     cuda,
     models,

@@ -98,7 +98,25 @@ def _random_allowed(fn: str) -> None:
         )
 
 
+_default_device: list = [None]  # tg.set_default_device; None: the CPU
+
+
+def set_default_device(device: Any) -> None:
+    """The device factory functions (`tg.zeros`, `tg.tensor`, `tg.randn`, ...) use when given
+    none, as `torch.set_default_device`; None or "cpu" for the CPU."""
+    _default_device[0] = None if device is None else _check_device(device)
+
+
+def get_default_device() -> Any:
+    from .tensor import Device
+
+    d = _default_device[0]
+    return Device("cpu") if d is None else d
+
+
 def _finish(arr: np.ndarray, requires_grad: bool, device: Any) -> Tensor:
+    if device is None:
+        device = _default_device[0]
     if device is not None and _check_device(device).type == "cuda":
         arr = devices.to_device(arr)
     t = Tensor._wrap(arr)
@@ -235,6 +253,45 @@ def randint(
         raise TypeError("randint: size is required, e.g. tg.randint(0, 10, (3,))")
     arr = _rng.integers(low, high, size=_size((size,), "randint")).astype(_dtype(dtype, int64))
     return _finish(arr, False, device)
+
+
+def multinomial(
+    input: Any,  # noqa: A002
+    num_samples: int,
+    replacement: bool = False,
+    *,
+    generator: Any = None,
+) -> Tensor:
+    """Draw `num_samples` category indices per row of `input` (1-d or 2-d non-negative weights,
+    not necessarily normalized), with or without replacement (int64)."""
+    _random_allowed("multinomial")
+    t = input if isinstance(input, Tensor) else Tensor(input)
+    p = np.asarray(t.detach().cpu().numpy() if t.device != "cpu" else t.detach().numpy())
+    if p.ndim not in (1, 2):
+        raise RuntimeError(f"multinomial: prob_dist must be 1 or 2 dim, got shape {p.shape}")
+    if p.dtype.kind != "f":
+        raise RuntimeError(
+            f"multinomial only supports floating-point dtypes for input, got {p.dtype}"
+        )
+    if num_samples <= 0:
+        raise RuntimeError("cannot sample n_sample <= 0 samples")
+    rows = p.reshape(-1, p.shape[-1]).astype(np.float64)
+    if not np.all(np.isfinite(rows)) or np.any(rows < 0):
+        raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+    rng = _numpy_rng(generator)
+    out = np.empty((rows.shape[0], num_samples), dtype=np.int64)
+    for i, row in enumerate(rows):
+        total = row.sum()
+        if total <= 0:
+            raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0)")
+        if not replacement and num_samples > np.count_nonzero(row):
+            raise RuntimeError(
+                "cannot sample n_sample > prob_dist.size(-1) samples without replacement"
+            )
+        out[i] = rng.choice(row.size, size=num_samples, replace=replacement, p=row / total)
+    return _finish(
+        out.reshape(p.shape[:-1] + (num_samples,)), False, t.device if t.device != "cpu" else None
+    )
 
 
 def randperm(n: int, *, generator: Any = None, dtype: Any = None) -> Tensor:

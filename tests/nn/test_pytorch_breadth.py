@@ -236,3 +236,31 @@ def test_sort_argsort_topk():
     f = tg.jit(lambda x: x.topk(2).values.sum() + x.sort(0).values[0].sum())
     x = tg.tensor(r.standard_normal((4, 3)))
     assert f(x).item() == pytest.approx((x.topk(2).values.sum() + x.sort(0).values[0].sum()).item())
+
+
+def test_multinomial():
+    g = tg.Generator().manual_seed(0)
+    draws = tg.multinomial(tg.tensor([0.0, 1.0, 3.0]), 2000, replacement=True, generator=g)
+    counts = np.bincount(draws.numpy(), minlength=3)
+    assert counts[0] == 0 and 0.68 < counts[2] / 2000 < 0.82
+    rows = tg.multinomial(tg.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 2.0, 0.0, 1.0]]), 2)
+    assert rows.shape == (2, 2) and rows.dtype == tg.int64
+    assert sorted(rows[1].tolist()) == [1, 3] and len(set(rows[0].tolist())) == 2
+    with pytest.raises(RuntimeError, match="without replacement"):
+        tg.multinomial(tg.tensor([0.0, 1.0]), 2)
+    with pytest.raises(RuntimeError, match="element < 0"):
+        tg.multinomial(tg.tensor([-1.0, 1.0]), 1)
+    with pytest.raises(tg.TracerError, match="multinomial"):
+        tg.jit(lambda p: tg.multinomial(p, 1))(tg.ones(3))
+
+
+def test_default_device_and_accelerator():
+    assert tg.get_default_device() == "cpu"
+    tg.set_default_device("cpu")
+    try:
+        assert tg.zeros(2).device == "cpu"
+    finally:
+        tg.set_default_device(None)
+    device = tg.accelerator.current_accelerator() if tg.accelerator.is_available() else "cpu"
+    assert tg.ones(1, device=device).device == device
+    assert tg.cuda.is_available() == tg.accelerator.is_available()
