@@ -70,18 +70,18 @@ def save(obj: Any, f: Any) -> None:
 def load(
     f: Any, map_location: Any = None, weights_only: bool | None = None, mmap: Any = None
 ) -> Any:
-    """Load what `tg.save` stored; a plain .npz of arrays loads as an OrderedDict of Tensors.
+    """Load what `tg.save` stored; a plain .npz of arrays loads as an OrderedDict of Tensors; a
+    state dict saved by PyTorch's `torch.save` loads without PyTorch and without running code
+    from the file (tracegrad/torch_format.py).
 
     `weights_only` is accepted as PyTorch's: tracegrad's files hold no code, so both values
     load the same. `map_location` may be "cpu" (or a function/dict, as PyTorch's, not applied);
     tensors load on the CPU; move them with `.to(...)`. `mmap` is accepted and ignored."""
-    if isinstance(f, (str, os.PathLike)) and _is_torch_zip(os.fspath(f)):
-        raise ValueError(
-            f"tg.load: {os.fspath(f)!r} is a PyTorch checkpoint (torch.save's zip with a "
-            "pickle); tracegrad reads only its own files (tg.save) and .npz archives. Convert "
-            "once where PyTorch is installed: np.savez('model.npz', **{k: v.numpy() for k, v in "
-            "torch.load(path, weights_only=True).items()})"
-        )
+    if isinstance(f, (str, os.PathLike)):
+        from .torch_format import is_torch_checkpoint, load_torch
+
+        if is_torch_checkpoint(os.fspath(f)):
+            return load_torch(os.fspath(f))  # a state dict saved by torch.save: no code runs
     with np.load(f, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     meta = arrays.pop(_META, None)
@@ -106,12 +106,3 @@ def load(
         return x
 
     return decode(info["tree"])
-
-
-def _is_torch_zip(path: str) -> bool:
-    import zipfile
-
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        return any(n.endswith("data.pkl") for n in z.namelist())
