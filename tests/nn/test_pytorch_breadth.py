@@ -264,3 +264,15 @@ def test_default_device_and_accelerator():
     device = tg.accelerator.current_accelerator() if tg.accelerator.is_available() else "cpu"
     assert tg.ones(1, device=device).device == device
     assert tg.cuda.is_available() == tg.accelerator.is_available()
+
+
+def test_linear_on_a_batch_of_sequences_is_one_matrix_product():
+    x = _t((2, 3, 4))
+    w, b = _t((5, 4)), _t((5,))
+    out = F.linear(x, w, b)
+    assert out.shape == (2, 3, 5)
+    want = np.einsum("btc,oc->bto", x.detach().numpy(), w.detach().numpy()) + b.detach().numpy()
+    np.testing.assert_allclose(out.detach().numpy(), want, rtol=1e-12)
+    assert tg.gradcheck(F.linear, [_t((2, 3, 4)), _t((5, 4)), _t((5,))])
+    tape = str(tg.make_tape(lambda x: F.linear(x, w.detach()))(x.detach()))
+    assert tape.count("matmul") == 1 and "f64[6,4]" in tape  # one (B*T, C) product

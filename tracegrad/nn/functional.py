@@ -55,7 +55,14 @@ def linear(input: Any, weight: Tensor, bias: Tensor | None = None) -> Tensor:  #
             weight.shape,
             fix="Check in_features of the layer against the input, or flatten the input first",
         )
-    out = F.matmul(input, weight.T)
+    if input.ndim > 2:
+        # (..., C) as one (N, C) matrix: one GEMM forward and one for each gradient, where a
+        # batched matmul runs one GEMM per leading index and sums the weight's gradient
+        lead = input.shape[:-1]
+        out = F.matmul(F.reshape(input, -1, input.shape[-1]), weight.T)
+        out = F.reshape(out, *lead, weight.shape[0])
+    else:
+        out = F.matmul(input, weight.T)
     return out if bias is None else out + bias
 
 
