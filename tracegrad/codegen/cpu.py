@@ -171,6 +171,7 @@ _F32_FAST = {
     "tanh": "tanh_f32({0})",
     "sigmoid": "(np.float32(1.0) / (np.float32(1.0) + exp_f32(-{0})))",
     "silu": "({0} / (np.float32(1.0) + exp_f32(-{0})))",
+    "erf": "erf_f32({0})",
 }
 
 
@@ -197,6 +198,11 @@ def scalar_expr(e: Any, operands: list[str], literal: Any, fast: bool = True) ->
         )
     if name == "expand":
         return operands[0]
+    if fast and name == "gelu" and e.out.dtype == np.float32:  # exact GELU, float32
+        x = operands[0]
+        return (
+            f"(np.float32(0.5) * {x} * (np.float32(1.0) + erf_f32({x} * np.float32(0.70710677))))"
+        )
     if fast and e.out.dtype == np.float32 and name in _F32_FAST:
         return _F32_FAST[name].format(*operands)
     return e.op.lower.format(*operands)
@@ -308,7 +314,7 @@ class SegmentWriter:
         w.line("from numba import njit, prange")
         w.line("")
         w.line(
-            "from tracegrad.codegen.numba_helpers import exp_f32, tanh_f32"
+            "from tracegrad.codegen.numba_helpers import erf_f32, exp_f32, tanh_f32"
             f"  # helpers v{HELPERS_VERSION}"
         )
         w.line("")
