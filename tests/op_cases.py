@@ -204,6 +204,30 @@ def _argsort_ref(x: np.ndarray, *, dim: int, descending: bool) -> np.ndarray:
     return np.argsort(-x if descending else x, axis=dim, kind="stable")
 
 
+def _uniform(d: Any) -> tuple:
+    state = np.array(
+        [d(st.integers(-(2**63), 2**63 - 1)), d(st.integers(0, 2**40))], dtype=np.int64
+    )
+    shape = d(shapes(min_dims=0, max_side=4))
+    dtype = d(st.sampled_from([np.float32, np.float64]))
+    return (state,), {"shape": shape, "dtype": np.dtype(dtype)}
+
+
+def _uniform_ref(state: np.ndarray, *, shape: tuple, dtype: Any) -> np.ndarray:
+    # SplitMix64 with Python integers: output number offset + i of the stream seeded by seed
+    mask = (1 << 64) - 1
+    seed, offset = (int(v) & mask for v in state)
+    out = []
+    for i in range(int(np.prod(shape, dtype=np.int64))):
+        z = (seed + (offset + i + 1) * 0x9E3779B97F4A7C15) & mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        z ^= z >> 31
+        bits = 24 if np.dtype(dtype) == np.float32 else 53
+        out.append((z >> (64 - bits)) / 2.0**bits)
+    return np.asarray(out, dtype=dtype).reshape(shape)
+
+
 def sigmoid_ref(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -669,6 +693,7 @@ CASES: dict[str, Case] = {
     "argmax": arg_case(np.argmax),
     "argmin": arg_case(np.argmin),
     "argsort": Case(_argsort, _argsort_ref, grad=False),
+    "uniform": Case(_uniform, _uniform_ref, grad=False),
     # shapes and indexing
     "reshape": Case(_reshape, lambda x, *, shape: np.reshape(x, shape)),
     "permute": Case(_permute, lambda x, *, dims: np.transpose(x, dims)),

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from . import devices
+from . import devices, ops
 from .tape.errors import TracerError, user_location
 from .tensor import Tensor, _check_device, _to_array, tracing
 
@@ -29,12 +29,49 @@ half = float16
 
 _rng = np.random.default_rng()
 
+# The counter-based generator of tg.rand, randn, randint and dropout (ops/random.py): its state
+# (seed, offset) is a tensor, so that inside tg.jit it is captured state -- read at every call
+# and advanced in place after it -- and compiled steps draw fresh numbers, the eager ones.
+_STATE = Tensor._wrap(np.array([np.random.SeedSequence().entropy % (1 << 63), 0], dtype=np.int64))
+
 
 def manual_seed(seed: int) -> np.random.Generator:
-    """Seed tracegrad's random number generator (tg.rand, tg.randn, dropout, init)."""
+    """Seed tracegrad's random number generators: the counter-based one of tg.rand, randn,
+    randint and dropout (eagerly and inside tg.jit alike), and the one of weight
+    initialisation, randperm and multinomial."""
     global _rng
-    _rng = np.random.default_rng(int(seed))
+    seed = int(seed)
+    _rng = np.random.default_rng(seed)
+    state = np.array([seed], dtype=np.uint64).view(np.int64)[0]
+    from .autograd.grad_mode import no_grad
+
+    with no_grad():  # in place: jitted functions that captured the state keep reading it
+        _STATE.copy_(Tensor._wrap(np.array([state, 0], dtype=np.int64)))
     return _rng
+
+
+def _draw(shape: tuple, dtype: Any) -> Tensor:
+    """Uniform [0, 1) numbers of `shape` from the counter-based generator, which advances."""
+    from .autograd.grad_mode import no_grad
+
+    n = 1
+    for d in shape:
+        n *= d
+    with no_grad():
+        u = ops.uniform(_STATE, shape=tuple(shape), dtype=np.dtype(dtype))
+        if n:
+            _STATE.add_(Tensor._wrap(np.array([0, n], dtype=np.int64)))
+    return u
+
+
+def _finish_drawn(t: Tensor, requires_grad: bool, device: Any) -> Tensor:
+    if device is None:
+        device = _default_device[0]
+    if device is not None and _check_device(device).type == "cuda":
+        t = t.to(device)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
 
 
 def generator() -> np.random.Generator:
@@ -229,30 +266,42 @@ def eye(
 
 
 def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    """Uniform samples in [0, 1)."""
-    _random_allowed("rand")
-    arr = _rng.random(_size(size, "rand"), dtype=np.float64).astype(_dtype(dtype))
-    return _finish(arr, requires_grad, device)
+    """Uniform samples in [0, 1), from the counter-based generator (also inside tg.jit, where
+    every call draws new ones)."""
+    dt = _dtype(dtype)
+    if dt.kind != "f":
+        raise TypeError(f'"rand" not implemented for {dt} (a floating dtype is needed)')
+    return _finish_drawn(_draw(_size(size, "rand"), dt), requires_grad, device)
 
 
 def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    """Standard normal samples."""
-    _random_allowed("randn")
-    arr = _rng.standard_normal(_size(size, "randn")).astype(_dtype(dtype))
-    return _finish(arr, requires_grad, device)
+    """Standard normal samples (Box-Muller on pairs of uniforms, computed in float64)."""
+    dt = _dtype(dtype)
+    if dt.kind != "f":
+        raise TypeError(f'"randn" not implemented for {dt} (a floating dtype is needed)')
+    shape = _size(size, "randn")
+    u = _draw((2, *shape), np.float64)
+    radius = ops.sqrt(ops.mul(ops.log1p(ops.neg(u[0])), -2.0))
+    z = ops.mul(radius, ops.cos(ops.mul(u[1], 2.0 * np.pi)))
+    return _finish_drawn(ops.astype(z, dtype=dt) if dt != z.dtype else z, requires_grad, device)
 
 
 def randint(
     low: int, high: Any = None, size: Any = None, dtype: Any = None, device: Any = None
 ) -> Tensor:
     """Integers in [low, high); `randint(high, size)` starts at 0, as PyTorch."""
-    _random_allowed("randint")
     if size is None:
         low, high, size = 0, low, high
     if size is None:
         raise TypeError("randint: size is required, e.g. tg.randint(0, 10, (3,))")
-    arr = _rng.integers(low, high, size=_size((size,), "randint")).astype(_dtype(dtype, int64))
-    return _finish(arr, False, device)
+    if high <= low:
+        raise ValueError(f"randint: expected low < high, got low={low}, high={high}")
+    u = _draw(_size((size,), "randint"), np.float64)
+    # truncation is the floor here: u * (high - low) >= 0
+    k = ops.astype(ops.mul(u, builtins.float(high - low)), dtype=np.dtype(np.int64))
+    out = ops.add(k, builtins.int(low)) if low else k
+    dt = _dtype(dtype, int64)
+    return _finish_drawn(ops.astype(out, dtype=dt) if dt != out.dtype else out, False, device)
 
 
 def multinomial(

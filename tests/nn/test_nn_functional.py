@@ -313,8 +313,8 @@ def test_dropout_is_seeded_scaled_and_off_in_eval():
     assert 0.65 < kept.mean() < 0.85
     np.testing.assert_allclose(a.numpy()[kept], 1 / 0.75)
     assert F.dropout(x, 0.25, training=False) is x
-    with pytest.raises(tg.TracerError, match="dropout"):
-        tg.make_tape(lambda v: F.dropout(v, 0.5))(x)
+    tape = str(tg.make_tape(lambda v: F.dropout(v, 0.5))(x))
+    assert "uniform" in tape  # traced: a new mask at every call of a compiled function
 
 
 def test_embedding_rows_and_padding_idx_gets_no_gradient():

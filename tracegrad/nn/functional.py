@@ -351,13 +351,14 @@ def dropout(input: Any, p: float = 0.5, training: bool = True, inplace: bool = F
     input = _as_tensor(input)
     if not training or p == 0.0:
         return input
-    if tracing.tracer is not None:
-        creation._random_allowed("dropout")  # raises: a mask drawn at trace time is frozen
     if p == 1.0:
         out = input * 0.0
     else:
-        keep = creation.generator().random(input.shape) >= p
-        out = input * creation.tensor(keep.astype(input.dtype) / (1.0 - p))
+        # the mask comes from the counter-based generator: inside tg.jit every call draws a
+        # new one (ops/random.py); `p` may be a runtime scalar (a module's Dropout.p)
+        u = creation._draw(tuple(input.shape), input.dtype if input.dtype.kind == "f" else "f4")
+        keep = ops.astype(ops.ge(u, p), dtype=input.dtype)
+        out = input * ops.div(keep, 1.0 - p)
     if inplace:
         input.copy_(out)
         return input

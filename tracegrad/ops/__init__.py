@@ -51,6 +51,7 @@ from .elementwise import (
 )
 from .linalg import matmul
 from .nn import conv2d, fold2d, max_pool2d, max_pool2d_argmax, unfold2d
+from .random import uniform
 from .reduce import amax, amin, argmax, argmin, expand_back, logsumexp, mean, prod, sum
 from .shape import (
     ARRAY,
@@ -136,6 +137,7 @@ __all__ = [
     "logsumexp",
     "prod",
     "sum",
+    "uniform",
     "argsort",
     "cat",
     "const",

@@ -494,7 +494,7 @@ argsort = defop(
     forward=_argsort_forward,
     abstract=_argsort_abstract,
     vjp=(None,),
-    kind="index",
+    kind="creation",  # a new array, not a view of x (as an "index" op's result would count)
 )
 
 
