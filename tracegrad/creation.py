@@ -67,7 +67,8 @@ def _draw(shape: tuple, dtype: Any) -> Tensor:
 def _finish_drawn(t: Tensor, requires_grad: bool, device: Any) -> Tensor:
     if device is None:
         device = _default_device[0]
-    if device is not None and _check_device(device).type == "cuda":
+    # (inside a trace the jit target decides where values live: no move)
+    if device is not None and _check_device(device).type == "cuda" and tracing.tracer is None:
         t = t.to(device)
     if requires_grad:
         t.requires_grad_(True)

@@ -376,3 +376,14 @@ def test_cross_entropy_on_cuda_picks_labels_in_the_fused_loops():
     assert f.stats["host_steps"] == 0
     with pytest.raises(IndexError, match="nll_loss: target out of range"):
         f(tg.tensor(a, device="cuda"), tg.tensor(np.array([0, 1, 2, 3, 4]), device="cuda"))
+
+
+def test_random_numbers_in_a_cuda_function_equal_the_cpu_draws():
+    f = tg.jit(lambda x: x + tg.rand(3, device="cuda"), device="cuda")
+    x = tg.ones(3).to("cuda")
+    tg.manual_seed(2)
+    got = [f(x).cpu().numpy() for _ in range(2)]
+    tg.manual_seed(2)
+    want = [(tg.ones(3) + tg.rand(3)).numpy() for _ in range(2)]
+    np.testing.assert_array_equal(got, want)
+    assert f.stats["traces"] == 1 and not np.array_equal(got[0], got[1])
