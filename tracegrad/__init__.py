@@ -22,6 +22,7 @@ from . import (
     optim,
     utils,
 )
+from . import functions as _functions
 from ._tensor_str import set_printoptions
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .autograd.functional import grad, hessian, jacobian, jacrev, jvp, value_and_grad, vjp
@@ -38,5 +39,10 @@ from .trace import make_tape
 
 device = Device
 dtype = type(float32)
+
+# out= on the functional forms (tg.add(a, b, out=c)); Tensor methods keep the plain ones
+for _name in _functions.OUT_FUNCTIONS:
+    globals()[_name] = _functions.with_out(getattr(_functions, _name))
+del _name
 
 __version__ = "0.1.0"

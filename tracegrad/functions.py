@@ -773,6 +773,72 @@ def norm(
     return _safe_root(sum(ops.pow(a, p), dim, keepdim), p)
 
 
+# --------------------------------------------------------------------------------------------
+# out=: PyTorch's keyword on the functional forms (tg.add(a, b, out=c))
+
+
+def with_out(fn: Any) -> Any:
+    """`fn` taking PyTorch's `out=` keyword: the result is written into `out` (a tensor of a
+    dtype the result casts to; resized, with PyTorch's warning, when its shape differs) and
+    `out` is returned. As in PyTorch, refused when the result would need a gradient."""
+
+    def wrapper(*args: Any, out: Any = None, **kwargs: Any) -> Any:
+        result = fn(*args, **kwargs)
+        return result if out is None else _write_out(fn.__name__, result, out)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__qualname__ = fn.__qualname__
+    wrapper.__doc__ = fn.__doc__
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
+def _write_out(name: str, result: Any, out: Any) -> Tensor:
+    import warnings
+
+    from .autograd.grad_mode import no_grad
+    from .autograd.grad_mode import state as grad_state
+    from .ops.core import category
+
+    if not isinstance(out, Tensor):
+        raise TypeError(f"{name}(): argument 'out' must be Tensor, not {type(out).__name__}")
+    if grad_state.enabled and (result.requires_grad or out.requires_grad):
+        raise RuntimeError(
+            f"{name}(): functions with out=... arguments don't support automatic "
+            "differentiation, but one of the arguments requires grad."
+        )
+    if category(result.dtype) > category(out.dtype):
+        raise RuntimeError(
+            f"result type {result.dtype} can't be cast to the desired output type {out.dtype}"
+        )
+    if tuple(out.shape) != tuple(result.shape):
+        if out.numel():
+            warnings.warn(
+                f"An output with one or more elements was resized since it had shape "
+                f"{list(out.shape)}, which does not match the required output shape "
+                f"{list(result.shape)}. This behavior is deprecated, and in a future PyTorch "
+                "release outputs will not be resized unless they have zero elements. You can "
+                "explicitly reuse an out tensor t by resizing it, inplace, to zero elements "
+                "with t.resize_(0).",
+                UserWarning,
+                stacklevel=3,
+            )
+        if type(out._data) is not np.ndarray:
+            raise RuntimeError(f"{name}(): out= of another shape cannot be resized here")
+        out._data = np.empty(result.shape, dtype=out.dtype)
+        out._version[0] += 1
+    with no_grad():
+        out.copy_(result if result.dtype == out.dtype else ops.astype(result, dtype=out.dtype))
+    return out
+
+
+# the functions of the tg namespace that take out= (Tensor methods keep the plain ones)
+OUT_FUNCTIONS = (
+    "add sub mul div pow maximum minimum where clamp matmul mm bmm sum mean prod cat stack "
+    "exp log log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid abs neg sign erf"
+).split()
+
+
 # every public function defined here (not the names imported into this module)
 __all__ = [
     name

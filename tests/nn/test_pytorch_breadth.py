@@ -276,3 +276,32 @@ def test_linear_on_a_batch_of_sequences_is_one_matrix_product():
     assert tg.gradcheck(F.linear, [_t((2, 3, 4)), _t((5, 4)), _t((5,))])
     tape = str(tg.make_tape(lambda x: F.linear(x, w.detach()))(x.detach()))
     assert tape.count("matmul") == 1 and "f64[6,4]" in tape  # one (B*T, C) product
+
+
+def test_out_keyword():
+    a, b = tg.ones(3), tg.full((3,), 2.0)
+    c = tg.empty(3)
+    assert tg.add(a, b, alpha=2, out=c) is c and c.tolist() == [5.0, 5.0, 5.0]
+    m = tg.zeros(2, 2)
+    tg.matmul(tg.ones(2, 3), tg.ones(3, 2), out=m)
+    assert m.tolist() == [[3.0, 3.0], [3.0, 3.0]]
+    s = tg.zeros(2, dtype=tg.float64)
+    tg.sum(tg.ones(2, 3), 1, out=s)  # float32 result cast into float64 out
+    assert s.tolist() == [3.0, 3.0] and s.dtype == tg.float64
+    grown = tg.zeros(1)
+    with pytest.warns(UserWarning, match="was resized"):
+        tg.cat([a, b], out=grown)
+    assert grown.shape == (6,)
+    with pytest.raises(RuntimeError, match="don't support automatic differentiation"):
+        tg.exp(tg.ones(2, requires_grad=True), out=tg.zeros(2))
+    with pytest.raises(RuntimeError, match="can't be cast"):
+        tg.add(tg.ones(2), 0.5, out=tg.zeros(2, dtype=tg.int64))
+    acc = tg.zeros(3)
+
+    @tg.jit
+    def f(x):
+        tg.mul(x, 2.0, out=acc)  # into captured state: written back after the call
+        return x
+
+    f(tg.ones(3))
+    assert acc.tolist() == [2.0, 2.0, 2.0]
