@@ -77,7 +77,9 @@ def test_softmax_cross_entropy_value_and_gradient_is_three_passes_or_two_with_la
     kernels = partition(g.tape(logits, labels))
     passes = [k for k in kernels if k.kind == "loop" and k.space == (batch, classes)]
     assert len(passes) == 2
-    assert [k.eqn.op.name for k in kernels if k.kind == "python"] == ["index_check"]
+    # the label check is compiled (a call), no Python step
+    calls = [(k.kind, k.eqn.op.name) for k in kernels if k.kind != "loop"]
+    assert ("call", "index_check") in calls and all(kind == "call" for kind, _ in calls)
     # rule 8: the one-hot mask (arange(C) == label) and the picked gradient are recomputed in
     # the second pass, not stored by the first: the only (B, C) array written is the gradient
     written = [v for k in passes for v in k.materialize if v.shape == (batch, classes)]
@@ -93,9 +95,24 @@ def test_softmax_cross_entropy_value_and_gradient_is_three_passes_or_two_with_la
 
 
 def test_ops_without_lowering_are_python_steps():
-    f = tg.jit(lambda x, i: x[i].sum(), parallel=False)
-    kernels = partition(f.tape(tg.randn(5, 3), tg.tensor([0, 2])))
+    f = tg.jit(lambda x, i, j: x[i, j].sum(), parallel=False)
+    kernels = partition(f.tape(tg.randn(5, 3), tg.tensor([0, 2]), tg.tensor([1, 1])))
     assert kinds(kernels) == ["python", "loop"]
+
+
+def test_indexing_and_embedding_lookups_are_compiled_calls():
+    # basic indexing, rows picked by an index tensor (an embedding) and their gradients
+    def f(w, x, i):
+        return (w[i] * 2).sum() + (x[:, 1:3] ** 2).sum() + x[0, None, ::2].sum()
+
+    g = tg.jit(tg.grad(f, argnums=(0, 1)), parallel=False)
+    w, x, i = tg.randn(5, 3), tg.randn(4, 6), tg.tensor([[0, 4], [4, -1]])
+    kernels = partition(g.tape(w, x, i))
+    assert "python" not in kinds(kernels)
+    names = {k.eqn.op.name for k in kernels if k.kind == "call"}
+    assert {"getitem", "unindex"} <= names
+    for got, want in zip(g(w, x, i), tg.grad(f, argnums=(0, 1))(w, x, i)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
 
 
 def test_cheap_values_of_smaller_arrays_are_recomputed_not_stored():

@@ -314,8 +314,9 @@ class SegmentWriter:
         w.line("from numba import njit, prange")
         w.line("")
         w.line(
-            "from tracegrad.codegen.numba_helpers import erf_f32, exp_f32, tanh_f32"
-            f"  # helpers v{HELPERS_VERSION}"
+            "from tracegrad.codegen.numba_helpers import (  # helpers "
+            f"v{HELPERS_VERSION}\n"
+            "    add_rows, check_index, erf_f32, exp_f32, take_rows, tanh_f32,\n)"
         )
         w.line("")
         w.line("")
@@ -674,27 +675,16 @@ class SegmentWriter:
     # library calls ----------------------------------------------------------------------------
 
     def _call(self, index: int, k: Any) -> None:
+        """The op's own Numba source (`OpDef.call`, ops/)."""
         n, w = self.n, self.w
         e = k.eqn
         w.comment(f"kernel {index}: {e.op.name}")
         w.comment(eqn_comment(n, e))
-        x = e.inputs[0]
-        xs = self._ref(x)
+        ins = [self._ref(x) if isinstance(x, Var) else repr(x) for x in e.inputs]
         out_scalar = e.out.ndim == 0
         target = n.scalar(e.out) if out_scalar else n.array(e.out)
-        if e.op.name == "reshape":
-            if out_scalar:
-                w.line(f"{target} = np.ascontiguousarray({xs}).ravel()[0]")
-            elif x.ndim == 0:
-                w.line(f"{target} = np.full(({', '.join(n.dims(e.out))},), {xs})")
-            else:
-                w.line(
-                    f"{target} = np.ascontiguousarray({xs}).reshape(({', '.join(n.dims(e.out))},))"
-                )
-        elif e.op.name == "permute":
-            w.line(f"{target} = np.transpose({xs}, {tuple(e.params['dims'])!r})")
-        else:  # pragma: no cover - partition only sends the ops above
-            raise AssertionError(e.op.name)
+        for line in e.op.call.source(e, ins, target, n.dims(e.out)):
+            w.line(line)
         self.kind[id(e.out)] = "scalar" if out_scalar else "array"
 
     def _ref(self, v: Var) -> str:

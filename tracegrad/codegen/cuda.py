@@ -992,6 +992,8 @@ def cuda_lowers(e: Any) -> bool:
     from ..ops.shape import ARRAY
 
     name = e.op.name
+    if name in ("reshape", "permute"):
+        return True
     if name in ("getitem", "unindex", "setitem"):
         return not any(p is ARRAY for p in e.params["idx"]) and e.out.size > 0
     if name == "scatter_add":

@@ -15,6 +15,9 @@ loop still vectorizes (libm's `tanhf` does not).
 is +-1 in float32 beyond), odd degree 13 over even degree 8. Within 4.5e-7 of the exact erf
 over the whole line (tests/codegen: against scipy in float64). `math.erf` in a float32 loop
 is a float64 libm call per element, twice per element in exact GELU's forward and backward.
+
+The array helpers `take_rows`, `add_rows`, `check_index` are defined in ops/kernels.py and
+re-exported here; a change to them also bumps HELPERS_VERSION.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-HELPERS_VERSION = 3
+HELPERS_VERSION = 4
 
 _HI = np.float32(88.72283)  # exp(_HI) is the largest finite float32
 _LO = np.float32(-103.97208)  # below it exp underflows to 0 even as a subnormal
@@ -103,3 +106,10 @@ def erf_f32(x):  # noqa: ANN001, ANN201
     q = q * x2 + np.float32(-1.42647390514189e-02)
     y = c * p / q
     return x if x != x else y  # NaN stays NaN
+
+
+# the array helpers live beside the ops whose eager forwards use them (ops/ imports nothing
+# above it); generated code imports them from here, under HELPERS_VERSION
+from ..ops.kernels import add_rows, check_index, take_rows  # noqa: E402
+
+__all__ = ["add_rows", "check_index", "erf_f32", "exp_f32", "take_rows", "tanh_f32"]

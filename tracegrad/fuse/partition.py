@@ -19,8 +19,10 @@ The rules, applied in tape order (each is a comment beside the code that applies
    body for its consumers: what needs the reduced value runs after the loop (0-d epilogue) or in
    a later loop;
 3. 0-d equations whose inputs are ready before the loop are hoisted into its prologue;
-4. matmul, reshape and permute are library calls between loops (matmul: BLAS, called by
-   numpy between compiled segments, runtime/executor.py says why);
+4. ops with an `OpDef.call` that covers the equation are library calls between loops:
+   reshape, permute, basic indexing and its adjoint, rows picked by an index tensor (an
+   embedding) and their gradient, cat, index checks, compiled into the segment; matmul runs
+   in numpy's BLAS between compiled segments (runtime/executor.py says why);
 5. every other op runs as a Python step with its numpy forward, between compiled segments;
 6. a value used outside the kernel that computes it is materialized once (written to memory);
    values used only inside their loop stay in registers;
@@ -48,12 +50,6 @@ from typing import Any
 from ..tape.ir import Eqn, Tape, Var
 
 REDUCTIONS = frozenset(("sum", "mean", "amax", "amin", "prod", "logsumexp"))
-CALLS = frozenset(("matmul", "reshape", "permute"))
-# ops whose forward always returns memory of its own; any other call or Python step may return
-# a view of its first input (numpy's reshape, transpose, broadcast_to, basic indexing)
-NEW_ARRAY_OPS = frozenset(
-    ("matmul", "conv2d", "fold2d", "max_pool2d", "scatter_add", "gather", "cat")
-)
 
 
 def is_elementwise(e: Eqn) -> bool:
@@ -68,10 +64,14 @@ def is_reduction(e: Eqn) -> bool:
 
 
 def is_call(e: Eqn) -> bool:
-    if e.op.name == "matmul":
-        x, y = e.inputs
-        return x.ndim <= 2 and y.ndim <= 2 and x.dtype.kind == "f" and min(x.size, y.size) > 0
-    return e.op.name in CALLS
+    """The op's `OpDef.call` covers this equation (its params, dtypes and sizes)."""
+    return e.op.call is not None and e.op.call.applies(e)
+
+
+def may_return_view(k: Any) -> bool:
+    """A call or Python step whose result may be a view of its first input (numpy's reshape,
+    transpose, basic indexing): every op whose `OpDef.new_array` is not set."""
+    return k.kind != "loop" and not k.eqn.op.new_array and bool(k.eqn.inputs)
 
 
 @dataclass(eq=False)
@@ -109,7 +109,8 @@ class _SingleEqn:
 
 
 class CallKernel(_SingleEqn):
-    """A library call between loops (matmul via numpy's BLAS, reshape, permute)."""
+    """A library call between loops (`OpDef.call`: reshape, permute, indexing, cat, matmul via
+    numpy's BLAS, ...)."""
 
     kind = "call"
 
@@ -321,7 +322,7 @@ def _read_before_overwrite(tape: Tape, kernels: list[Any]) -> None:
             continue
         views = {id(old)}
         for k in kernels:
-            if k.kind == "loop" or k.eqn.op.name in NEW_ARRAY_OPS or not k.eqn.inputs:
+            if not may_return_view(k):
                 continue
             x = k.eqn.inputs[0]
             if isinstance(x, Var) and id(x) in views:

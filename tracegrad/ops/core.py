@@ -204,6 +204,33 @@ def shape_of(x: Any) -> Shape:
 # OpDef and the table
 
 
+def _always(e: Any) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Call:
+    """How compiled CPU code runs a non-loop op (`OpDef.call`).
+
+    applies -- applies(eqn) -> bool: the equations this covers (params, dtypes, sizes); the
+               others run as Python steps with the numpy forward
+    source  -- source(eqn, ins, out, dims) -> the Numba statements that assign the result to
+               the name `out`; `ins` are the names of the equation's inputs (arrays, or numbers
+               where the input is 0-d or a literal), `dims` the names of the result's sizes.
+               None: the call runs in numpy between compiled segments, through `forward_into`
+               (matmul: runtime/executor.py says why)
+    """
+
+    applies: Callable[[Any], bool] = _always
+    source: Callable[..., list[str]] | None = None
+
+
+def numba_dtype(dtype: np.dtype) -> str:
+    """The numpy dtype as Numba source (`np.float32`, `np.bool_`)."""
+    dtype = np.dtype(dtype)
+    return "np.bool_" if dtype.kind == "b" else f"np.{dtype.name}"
+
+
 @dataclass(eq=False)
 class OpDef:
     """One primitive: everything tracegrad knows about it, in one place.
@@ -227,6 +254,11 @@ class OpDef:
                  (C-contiguous, the result's shape and dtype; inputs of that dtype). The
                  compiled executor uses it for the large results of the ops it runs in numpy
                  (matmul, im2col) so that their arrays are reused from call to call
+    call      -- for ops that compiled CPU code runs as a library call rather than a loop: a
+                 `Call` (which equations, and the Numba source); others run as Python steps
+    new_array -- the forward always returns memory of its own (never a view of an input): the
+                 executor's aliasing and buffer-donation rules rely on it
+    uses_blas -- the forward calls BLAS (OpenBLAS's threads: runtime/executor.py)
     """
 
     name: str
@@ -241,6 +273,9 @@ class OpDef:
     out_dtype: Callable[..., np.dtype] | None = None
     variadic: bool = False
     forward_into: Callable[..., None] | None = None
+    call: Call | None = None
+    new_array: bool = False
+    uses_blas: bool = False
 
     def __call__(self, *args: Any, **params: Any) -> Any:
         return hooks.dispatch(self, args, params)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .core import Aval, broadcast_shapes, defop, shape_error, unbroadcast
+from .core import Aval, Call, broadcast_shapes, defop, shape_error, unbroadcast
 from .elementwise import mul
 from .shape import permute, reshape
 
@@ -88,6 +88,10 @@ def _matmul_vjp_y(g: Any, out: Any, x: Any, y: Any) -> Any:
     return unbroadcast(gy, tuple(y.shape))
 
 
+def _blas_call(x: Any, y: Any) -> bool:
+    return x.dtype.kind == "f" and x.dtype == y.dtype and min(x.size, y.size) > 0
+
+
 def _matmul_into(out: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
     np.matmul(x, y, out=out)
 
@@ -106,4 +110,8 @@ matmul = defop(
         else ("MmBackward0" if args[0].ndim == 2 and args[1].ndim == 2 else "MatmulBackward0")
     ),
     kind="matmul",
+    # numpy's BLAS between compiled segments (runtime/executor.py says why), into a pooled array
+    call=Call(applies=lambda e: _blas_call(*e.inputs)),
+    new_array=True,
+    uses_blas=True,
 )

@@ -296,6 +296,7 @@ unfold2d = defop(
     ),
     grad_name="Im2ColBackward0",
     kind="index",
+    new_array=True,
 )
 
 fold2d = defop(
@@ -421,6 +422,8 @@ conv2d = defop(
     saves=(0, 1),
     grad_name="ConvolutionBackward0",
     kind="conv",
+    new_array=True,
+    uses_blas=True,
 )
 
 
@@ -570,6 +573,7 @@ max_pool2d = defop(
     saves_out=True,
     grad_name="MaxPool2DWithIndicesBackward0",
     kind="pool",
+    new_array=True,
 )
 
 __all__ = [

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from .core import Aval, defop, result_type, shape_error, unbroadcast
+from .core import Aval, Call, defop, numba_dtype, result_type, shape_error, unbroadcast
+from .kernels import add_rows
 
 
 class _ArraySlot:
@@ -60,6 +61,15 @@ def _reshape_abstract(x: Any, *, shape: tuple) -> Aval:
     return Aval(shape, x.dtype)
 
 
+def _reshape_source(e: Any, ins: list, out: str, dims: list) -> list[str]:
+    x = e.inputs[0]
+    if e.out.ndim == 0:
+        return [f"{out} = np.ascontiguousarray({ins[0]}).ravel()[0]"]
+    if x.ndim == 0:
+        return [f"{out} = np.full(({', '.join(dims)},), {ins[0]})"]
+    return [f"{out} = np.ascontiguousarray({ins[0]}).reshape(({', '.join(dims)},))"]
+
+
 reshape = defop(
     "reshape",
     forward=lambda x, *, shape: np.reshape(x, shape),
@@ -67,6 +77,7 @@ reshape = defop(
     vjp=(lambda g, out, x, *, shape: reshape(g, shape=x.shape),),
     grad_name="ViewBackward0",
     kind="shape",
+    call=Call(source=_reshape_source),
 )
 
 
@@ -94,6 +105,11 @@ permute = defop(
     vjp=(_permute_vjp,),
     grad_name="PermuteBackward0",
     kind="shape",
+    call=Call(
+        source=lambda e, ins, out, dims: [
+            f"{out} = np.transpose({ins[0]}, {tuple(e.params['dims'])!r})"
+        ]
+    ),
 )
 
 
@@ -161,6 +177,73 @@ def _getitem_name(idx: tuple) -> str:
     return "UnsqueezeBackward0" if any(part is None for part in idx) else "AliasBackward0"
 
 
+# Compiled CPU code runs two forms of indexing (others are Python steps): basic indexing (ints,
+# slices, None, Ellipsis: a view, as in numpy) and one integer tensor on dim 0 followed by full
+# slices (`weight[idx]`, an embedding's lookup: rows copied by a checked loop). unindex, their
+# adjoint, is zeros and an assignment (basic: no element is written twice) or `add_rows`.
+
+
+def _basic(idx: tuple) -> bool:
+    return all(p is None or p is Ellipsis or isinstance(p, (int, np.integer, slice)) for p in idx)
+
+
+def _rows(idx: tuple, index: Any) -> bool:
+    """`x[index]` or `x[index, :, ...]` with an integer tensor `index`."""
+    return (
+        len(idx) >= 1
+        and idx[0] is ARRAY
+        and all(p == slice(None) for p in idx[1:])
+        and index.dtype.kind in "iu"
+    )
+
+
+def _index_source(idx: tuple) -> str:
+    def part(p: Any) -> str:
+        if p is None:
+            return "None"
+        if p is Ellipsis:
+            return "..."
+        if isinstance(p, slice):
+            text = ":".join("" if v is None else str(int(v)) for v in (p.start, p.stop, p.step))
+            return text[:-1] if text.endswith(":") else text
+        return str(int(p))
+
+    return ", ".join(part(p) for p in idx) + ("," if len(idx) == 1 else "")
+
+
+def _getitem_applies(e: Any) -> bool:
+    x, idx = e.inputs[0], e.params["idx"]
+    if x.ndim == 0:
+        return False
+    if _basic(idx):
+        return True
+    return len(e.inputs) == 2 and _rows(idx, e.inputs[1]) and e.out.ndim > 0
+
+
+def _getitem_source(e: Any, ins: list, out: str, dims: list) -> list[str]:
+    idx = e.params["idx"]
+    if _basic(idx):
+        return [f"{out} = {ins[0]}[{_index_source(idx)}]"]
+    return [f"{out} = take_rows({ins[0]}, {ins[1]}).reshape(({', '.join(dims)},))"]
+
+
+def _unindex_applies(e: Any) -> bool:
+    idx = e.params["idx"]
+    if e.out.ndim == 0:
+        return False
+    if _basic(idx):
+        return True
+    return len(e.inputs) == 2 and _rows(idx, e.inputs[1])
+
+
+def _unindex_source(e: Any, ins: list, out: str, dims: list) -> list[str]:
+    idx = e.params["idx"]
+    zeros = f"{out} = np.zeros(({', '.join(dims)},), {numba_dtype(e.out.dtype)})"
+    if _basic(idx):
+        return [zeros, f"{out}[{_index_source(idx)}] = {ins[0]}"]
+    return [zeros, f"add_rows({out}, {ins[1]}, {ins[0]})"]
+
+
 getitem = defop(
     "getitem",
     forward=lambda x, *arrays, idx: x[fill_index(idx, arrays)],
@@ -169,12 +252,18 @@ getitem = defop(
     saves=_AFTER_FIRST,
     grad_name=lambda args, params: _getitem_name(params["idx"]),
     kind="index",
+    call=Call(applies=_getitem_applies, source=_getitem_source),
 )
 
 
 def _unindex_forward(g: np.ndarray, *arrays: np.ndarray, shape: tuple, idx: tuple) -> np.ndarray:
     out = np.zeros(shape, dtype=g.dtype)
-    np.add.at(out, fill_index(idx, arrays), g)
+    if _basic(idx):
+        out[idx] = g  # basic indexing reaches each element at most once
+    elif len(arrays) == 1 and _rows(idx, arrays[0]) and out.ndim > 0:
+        add_rows(out, arrays[0], np.asarray(g, dtype=out.dtype))  # np.add.at, 10-50x faster
+    else:
+        np.add.at(out, fill_index(idx, arrays), g)
     return out
 
 
@@ -186,6 +275,8 @@ unindex = defop(
     saves=_AFTER_FIRST,
     grad_name="IndexPutBackward0",
     kind="index",
+    call=Call(applies=_unindex_applies, source=_unindex_source),
+    new_array=True,
 )
 
 
@@ -281,6 +372,13 @@ cat = defop(
     grad_name="CatBackward0",
     kind="shape",
     variadic=True,
+    call=Call(
+        applies=lambda e: e.out.ndim > 0 and all(x.dtype == e.out.dtype for x in e.inputs),
+        source=lambda e, ins, out, dims: [
+            f"{out} = np.concatenate(({', '.join(ins)},), axis={e.params['dim']})"
+        ],
+    ),
+    new_array=True,
 )
 
 
@@ -319,6 +417,7 @@ gather = defop(
     saves=(1,),
     grad_name="GatherBackward0",
     kind="index",
+    new_array=True,
 )
 
 
@@ -407,6 +506,7 @@ scatter_add = defop(
     saves=(1,),
     grad_name="ScatterAddBackward0",
     kind="index",
+    new_array=True,
 )
 
 
@@ -459,6 +559,12 @@ index_check = defop(
     abstract=_index_check_abstract,
     vjp=(None,),
     kind="index",
+    call=Call(
+        source=lambda e, ins, out, dims: [
+            f"{out} = check_index({ins[0]}, {int(e.params['size'])}, {e.params['what']!r})"
+        ],
+        applies=lambda e: e.out.ndim > 0,
+    ),
 )
 
 

@@ -66,7 +66,7 @@ class CudaExecutable:
         cache = compile_cache.disk_enabled()
         groups: list[Any] = []
         for k in self.kernels:
-            if k.kind == "python" and not cuda_lowers(k.eqn):
+            if k.kind != "loop" and not cuda_lowers(k.eqn):
                 groups.append(k)
             elif groups and isinstance(groups[-1], list):
                 groups[-1].append(k)

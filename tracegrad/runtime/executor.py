@@ -25,7 +25,7 @@ import numpy as np
 
 from ..codegen.cpu import Naming, SegmentWriter, tape_names
 from ..codegen.driver import DriverWriter, owned
-from ..fuse.partition import NEW_ARRAY_OPS, describe, partition
+from ..fuse.partition import describe, may_return_view, partition
 from ..tape.interpret import interpret
 from ..tape.ir import Var
 from . import compile_cache
@@ -155,7 +155,7 @@ class NumbaExecutable:
         # group kernels: runs of compiled kernels form one segment; Python steps sit between
         groups: list[Any] = []
         for k in self.kernels:
-            if k.kind == "python" or _is_matmul(k):
+            if k.kind == "python" or _in_numpy(k):
                 # matmul runs in numpy, between segments: inside Numba, np.dot calls SciPy's
                 # OpenBLAS, a second copy of the library with a second thread pool, and the
                 # two pools' spinning threads starved each other (a conv net's step: 44 ms in
@@ -242,8 +242,8 @@ class NumbaExecutable:
                         reads.setdefault(id(x), []).append(i)
                         if root != id(x):
                             reads.setdefault(root, []).append(i)
-            if k.kind != "loop" and k.eqn.op.name not in NEW_ARRAY_OPS:
-                x = k.eqn.inputs[0] if k.eqn.inputs else None
+            if may_return_view(k):
+                x = k.eqn.inputs[0]
                 if isinstance(x, Var):
                     alias_of[id(k.eqn.out)] = alias_of.get(id(x), id(x))
         # read after the last kernel: the tape's outputs and the values of state writes
@@ -296,10 +296,10 @@ class NumbaExecutable:
         cannot alias an input, so results need no aliasing check."""
         fresh = set()
         for k in self.kernels:
-            if k.kind == "loop" or (k.kind != "loop" and k.eqn.op.name in NEW_ARRAY_OPS):
+            if not may_return_view(k):
                 fresh.update(id(e.out) for e in k.eqns)
             elif k.kind == "call" and id(k.eqn.inputs[0]) in fresh:
-                fresh.add(id(k.eqn.out))  # a reshape or permute of a new array
+                fresh.add(id(k.eqn.out))  # a reshape, permute or slice of a new array
         return fresh
 
     def _donate(self, a: Any, args: Sequence[Any], shape: tuple, dtype: np.dtype) -> Any:
@@ -404,19 +404,17 @@ def _owned_results(outputs: tuple, writes: tuple, inputs: list) -> tuple:
     return outputs, writes
 
 
-_BLAS_OPS = frozenset(("matmul", "conv2d"))
-
-
 def _reads(e: Any, v: Var) -> bool:
     return any(x is v for x in e.inputs)
 
 
-def _is_matmul(k: Any) -> bool:
-    return k.kind == "call" and k.eqn.op.name == "matmul"
+def _in_numpy(k: Any) -> bool:
+    """A library call that runs in numpy between segments (`Call.source` None: matmul)."""
+    return k.kind == "call" and k.eqn.op.call.source is None
 
 
 def _calls_blas(k: Any) -> bool:
-    return any(e.op.name in _BLAS_OPS for e in k.eqns)
+    return any(e.op.uses_blas for e in k.eqns)
 
 
 def debug_level() -> int:
