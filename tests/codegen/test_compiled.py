@@ -144,3 +144,56 @@ def test_long_tapes_keep_every_name_distinct():
     x = tg.randn(2, 3, dtype=tg.float64)
     w = tg.tensor(np.linalg.qr(np.random.default_rng(0).standard_normal((3, 3)))[0])
     np.testing.assert_allclose(tg.jit(f)(x, w).numpy(), f(x, w).numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@FEW
+@given(data=st.data())
+def test_rows_picked_by_an_index_tensor_compiled_equal_eager(dtype: Any, data: Any) -> None:
+    # `w[i]` / `w[i, :]` (an embedding's lookup) and its gradient run as checked compiled
+    # loops (take_rows / add_rows): any index shape, negative and repeated indices, zero rows
+    rows = data.draw(st.integers(0, 4))
+    rest = data.draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=3))
+    ishape = data.draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=0, max_side=3))
+    if rows == 0:
+        ishape = (0,) + ishape[1:]  # nothing to pick from
+    index = data.draw(hnp.arrays(np.int64, ishape, elements=st.integers(-rows, max(rows - 1, 0))))
+    w = tg.tensor(data.draw(hnp.arrays(dtype, (rows, *rest), elements=st.floats(-2, 2, width=32))))
+    full = data.draw(st.booleans()) and len(rest) > 0
+    scale = tg.tensor(
+        np.linspace(0.5, 1.5, int(np.prod(ishape + rest))).reshape(ishape + rest).astype(dtype)
+    )
+
+    def f(w, i):
+        picked = w[i, :] if full else w[i]
+        return (picked * scale).sum(), picked
+
+    compiled = tg.jit(tg.value_and_grad(f, has_aux=True), parallel=False)
+    i = tg.tensor(index)
+    (value, picked), grad = compiled(w, i)
+    (evalue, epicked), egrad = tg.value_and_grad(f, has_aux=True)(w, i)
+    _close(picked.numpy(), epicked.numpy(), dtype)
+    _close(value.numpy(), evalue.numpy(), dtype)
+    _close(grad.numpy(), egrad.numpy(), dtype)
+
+
+def test_compiled_index_lookups_raise_for_out_of_range_indices() -> None:
+    w = tg.randn(5, 3)
+    lookup = tg.jit(lambda w, i: w[i] * 2, parallel=False)
+    lookup(w, tg.tensor([0, 4, -5]))
+    with pytest.raises(IndexError, match="index 5 is out of bounds for dim 0 with size 5"):
+        lookup(w, tg.tensor([0, 5]))
+    with pytest.raises(IndexError, match="index -6 is out of bounds"):
+        lookup(w, tg.tensor([[-6]]))
+    # the adjoint alone (as a gradient program would call it) checks too
+    scatter = tg.jit(lambda g, i: tg.ops.unindex(g, i, shape=(5, 3), idx=(tg.ops.ARRAY,)))
+    np.testing.assert_array_equal(
+        scatter(tg.ones(2, 3), tg.tensor([1, 1])).numpy()[1], [2.0, 2.0, 2.0]
+    )
+    with pytest.raises(IndexError, match="out of bounds"):
+        scatter(tg.ones(1, 3), tg.tensor([7]))
+    # labels of a compiled loss: the compiled index check names the value and the size
+    loss = tg.jit(tg.nn.functional.cross_entropy, parallel=False)
+    loss(tg.randn(2, 4), tg.tensor([0, 3]))
+    with pytest.raises(IndexError, match="target 4 is out of bounds for size 4"):
+        loss(tg.randn(2, 4), tg.tensor([0, 4]))

@@ -28,8 +28,8 @@ def _row(i, n, what):  # noqa: ANN001, ANN202
 @njit(cache=True)
 def _inner(shape):  # noqa: ANN001, ANN202
     inner = 1
-    for d in shape[1:]:
-        inner *= d
+    for k in range(1, len(shape)):
+        inner *= shape[k]
     return inner
 
 
