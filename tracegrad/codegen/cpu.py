@@ -153,59 +153,14 @@ def tape_names(tape: Any) -> dict[int, str]:
     return {id(v): next(gen) for v in tape.args + tape.captured + [e.out for e in tape.eqns]}
 
 
-# pow by a small constant exponent is a different, much cheaper operation (a multiply instead
-# of a call to powf): the exponent is then part of the source, like which dims broadcast
-_POW_BY = {
-    2: "({0} * {0})",
-    3: "({0} * {0} * {0})",
-    1: "{0}",
-    0.5: "math.sqrt({0})",
-    -1: "(1.0 / {0})",
-}
-
-
-# float32 exp and tanh (and ops built on exp) use the vectorizable helpers of numba_helpers.py,
-# not libm's expf/tanhf
-_F32_FAST = {
-    "exp": "exp_f32({0})",
-    "tanh": "tanh_f32({0})",
-    "sigmoid": "(np.float32(1.0) / (np.float32(1.0) + exp_f32(-{0})))",
-    "silu": "({0} / (np.float32(1.0) + exp_f32(-{0})))",
-    "erf": "erf_f32({0})",
-}
-
-
 def scalar_expr(e: Any, operands: list[str], literal: Any, fast: bool = True) -> str:
-    """The op's scalar template with its operands filled in (number parameters, such as
-    clamp's bounds, become literal slots too). `fast`: float32 exp/tanh through the vectorizable
-    CPU helpers (the CUDA target uses libdevice's)."""
-    name = e.op.name
-    if name == "pow" and not isinstance(e.inputs[1], Var) and e.inputs[1] in _POW_BY:
-        if not isinstance(e.inputs[1], bool):
-            return _POW_BY[e.inputs[1]].format(operands[0])
-    if name == "clamp":
-        expr = operands[0]
-        if e.params["min"] is not None:
-            expr = f"max({expr}, {literal(e.params['min'])})"
-        if e.params["max"] is not None:
-            expr = f"min({expr}, {literal(e.params['max'])})"
-        return expr
-    if name == "gelu" and e.params.get("approximate") == "tanh":
-        x = operands[0]
-        return (
-            f"(0.5 * {x} * (1.0 + math.tanh(0.7978845608028654 * ({x} + 0.044715 * {x} * {x} "
-            f"* {x}))))"
-        )
-    if name == "expand":
-        return operands[0]
-    if fast and name == "gelu" and e.out.dtype == np.float32:  # exact GELU, float32
-        x = operands[0]
-        return (
-            f"(np.float32(0.5) * {x} * (np.float32(1.0) + erf_f32({x} * np.float32(0.70710677))))"
-        )
-    if fast and e.out.dtype == np.float32 and name in _F32_FAST:
-        return _F32_FAST[name].format(*operands)
-    return e.op.lower.format(*operands)
+    """The op's scalar lowering (`OpDef.lower`: a template, or a function of the equation)
+    with its operands filled in. `fast`: float32 math through the vectorizable CPU helpers
+    (the CUDA target uses libdevice's)."""
+    lower = e.op.lower
+    if callable(lower):
+        return lower(e, operands, literal, fast)
+    return lower.format(*operands)
 
 
 def _row_depth(e: Any, rank: int) -> int:
@@ -218,25 +173,18 @@ def _row_depth(e: Any, rank: int) -> int:
     return d if d < rank else 0
 
 
-def _combine(op: str, acc: str, x: str) -> str:
-    """The statement that folds `x` into the accumulator `acc`."""
-    if op in ("sum", "mean"):
-        return f"{acc} += {x}"
-    if op == "prod":
-        return f"{acc} *= {x}"
-    return f"{acc} = {'max' if op == 'amax' else 'min'}({acc}, {x})"
+def _combine(e: Any, acc: str, x: str) -> str:
+    """The statement that folds `x` into the accumulator `acc` (`OpDef.reduction`)."""
+    return e.op.reduction.combine.format(acc=acc, x=x)
 
 
 def _cast(v: Var) -> str:
     return _CAST[v.dtype.name]
 
 
-def _acc_init(op: str, kind: str) -> str:
-    if op in ("sum", "mean"):
-        return "0.0" if kind == "f" else "0"
-    if op == "prod":
-        return "1.0" if kind == "f" else "1"
-    return "-np.inf" if op == "amax" else "np.inf"
+def acc_init(e: Any) -> str:
+    """The accumulator's start value (`OpDef.reduction`), for the reduced input's dtype."""
+    return e.op.reduction.start(e.inputs[0].dtype)
 
 
 _SIZE_PARAMS = frozenset(("shape", "value", "min", "max"))
@@ -406,7 +354,7 @@ class SegmentWriter:
             # logsumexp keeps two accumulators: the running max and the rescaled sum
             accs = [("acc_m_" + n.array(e.out), "-np.inf"), ("acc_s_" + n.array(e.out), "0.0")]
             if e.op.name != "logsumexp":
-                accs = [(acc, _acc_init(e.op.name, kind))]
+                accs = [(acc, acc_init(e))]
             for name, init in accs:
                 if e.out.ndim == 0:
                     w.line(f"{name} = {init}")
@@ -573,8 +521,7 @@ class SegmentWriter:
             w = self.w
             rows = self._row_reductions(k, depth, len(space))
             for e in rows:
-                kind = "f" if e.inputs[0].dtype.kind == "f" else "i"
-                w.line(f"row_{self.n.array(e.out)} = {_acc_init(e.op.name, kind)}")
+                w.line(f"row_{self.n.array(e.out)} = {acc_init(e)}")
             lses = self._row_logsumexps(k, depth, len(space))
             for e in lses:
                 name = self.n.array(e.out)
@@ -605,7 +552,7 @@ class SegmentWriter:
                 if set(e.params["dims"]) == set(range(depth, len(space))):
                     w.line(f"{acc} = row_{name}")  # one row per element: store it
                 else:  # outer dims are reduced too: combine the rows
-                    w.line(_combine(e.op.name, acc, f"row_{name}"))
+                    w.line(_combine(e, acc, f"row_{name}"))
             return
         n, w = self.n, self.w
         materialized = {id(v) for v in k.materialize}
@@ -636,7 +583,7 @@ class SegmentWriter:
             if name == "logsumexp":
                 self._logsumexp_update(e, acc[len("acc_") :], x)
                 continue
-            w.line(_combine(name, acc, x))
+            w.line(_combine(e, acc, x))
 
     def _logsumexp_update(self, e: Any, target: str, x: str) -> None:
         # one pass: a larger element rescales the sum accumulated so far

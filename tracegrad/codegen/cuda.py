@@ -38,11 +38,9 @@ import numpy as np
 
 from ..ops.core import result_type
 from ..tape.ir import Var
-from .cpu import _CAST, Naming, _acc_init, _cast, eqn_comment, scalar_expr
+from .cpu import _CAST, Naming, _cast, eqn_comment, scalar_expr
 from .cuda_helpers import HELPERS_VERSION  # (imported after the CUDA check: runtime/)
 from .source import SourceWriter
-
-ATOMIC = frozenset(("sum", "mean"))
 
 
 class _Kernel:
@@ -192,7 +190,7 @@ class CudaSegmentWriter:
         atomic = [
             e
             for e in k.reductions
-            if e.out.ndim == 0 and e.op.name in ATOMIC and e.inputs[0].dtype.kind == "f"
+            if e.out.ndim == 0 and e.op.reduction.atomic and e.inputs[0].dtype.kind == "f"
         ]
         deferred = [e for e in k.reductions if e not in atomic]
         stored = list(k.materialize)
@@ -370,10 +368,12 @@ class CudaSegmentWriter:
             if op == "logsumexp":
                 passes.append(("sumexp", "sum"))
             for kind, combine in passes:
-                init = _acc_init(combine if combine != "max" else "amax", "i" if integer else "f")
-                init = init.replace("np.inf", "math.inf")
                 if kind == "sumexp":
                     init = "0.0"
+                elif op == "logsumexp":  # its first pass: the max
+                    init = "-math.inf"
+                else:
+                    init = e.op.reduction.start(x.dtype).replace("np.inf", "math.inf")
                 w.line(f"_acc = {init}")
                 w.line("_r = _tid")
                 with w.block(f"while _r < {kcount}:"):

@@ -49,18 +49,19 @@ from typing import Any
 
 from ..tape.ir import Eqn, Tape, Var
 
-REDUCTIONS = frozenset(("sum", "mean", "amax", "amin", "prod", "logsumexp"))
-
 
 def is_elementwise(e: Eqn) -> bool:
-    return (e.op.kind == "elementwise" and e.op.lower is not None) or e.op.name == "expand"
+    """Ops with a scalar lowering (`OpDef.lower`; expand is a broadcast read)."""
+    return e.op.lower is not None
 
 
 def is_reduction(e: Eqn) -> bool:
-    if e.op.name not in REDUCTIONS or not e.params["dims"] or e.inputs[0].ndim == 0:
+    """Reductions fused as accumulators (`OpDef.reduction`)."""
+    red = e.op.reduction
+    if red is None or not e.params["dims"] or e.inputs[0].ndim == 0:
         return False
     # max/min accumulators start at -inf/+inf: floating point only
-    return e.op.name in ("sum", "mean", "prod") or e.inputs[0].dtype.kind == "f"
+    return not red.floats_only or e.inputs[0].dtype.kind == "f"
 
 
 def is_call(e: Eqn) -> bool:
@@ -223,21 +224,13 @@ def partition(tape: Tape) -> list[Any]:
     return kernels
 
 
-# rule 8: ops cheap enough to compute again where a value is read (no division, no
-# transcendental function: a few instructions)
-CHEAP = frozenset(
-    (
-        *("eq", "ne", "lt", "le", "gt", "ge", "where", "expand", "neg", "add", "sub", "mul"),
-        *("astype", "logical_and", "logical_or", "logical_not", "abs", "maximum", "minimum"),
-    )
-)
 _CHAIN_LIMIT = 6  # equations recomputed per value, at most
 
 
 def _recompute_cheap_values(tape: Tape, kernels: list[Any]) -> None:
     """Rule 8. A body value `v` of loop K whose readers outside K are all loops over v's own
     shape is recomputed in each of them when the equations making it (inside K) are cheap
-    (CHEAP, at most _CHAIN_LIMIT) and each array they read is smaller than v (a broadcast
+    (`OpDef.cheap`, at most _CHAIN_LIMIT) and each array they read is smaller than v (a broadcast
     read) or already read by that loop -- or, for v's only reader, all but one of them; K then
     stops writing v, and stops computing it if it does not use it itself."""
     final = {id(x) for x in tape.outputs if isinstance(x, Var)}
@@ -366,7 +359,7 @@ def _chain(v: Var, made: dict[int, Eqn]) -> list[Eqn] | None:
         e = made.get(id(x))
         if e is None or id(x) in needed:
             continue
-        if e.op.name not in CHEAP or len(needed) >= _CHAIN_LIMIT:
+        if not e.op.cheap or len(needed) >= _CHAIN_LIMIT:
             return None
         needed[id(x)] = e
         stack.extend(y for y in e.inputs if isinstance(y, Var))

@@ -225,6 +225,26 @@ class Call:
     source: Callable[..., list[str]] | None = None
 
 
+@dataclass(frozen=True)
+class Reduction:
+    """How a reduction accumulates in a fused loop: `acc = init; acc <- combine(acc, x)`.
+
+    init     -- the start value in integer and in floating loops (source text)
+    combine  -- statement template folding `{x}` into `{acc}`; None: a reduction with its own
+                code in the code writers (logsumexp: a running max and a rescaled sum)
+    floats_only -- the start is +-inf: only floating inputs are fused (others: Python steps)
+    atomic   -- on CUDA a 0-d result is accumulated with atomic adds across blocks
+    """
+
+    init: tuple[str, str] = ("0", "0.0")
+    combine: str | None = "{acc} += {x}"
+    floats_only: bool = False
+    atomic: bool = False
+
+    def start(self, dtype: np.dtype) -> str:
+        return self.init[1] if np.dtype(dtype).kind == "f" else self.init[0]
+
+
 def numba_dtype(dtype: np.dtype) -> str:
     """The numpy dtype as Numba source (`np.float32`, `np.bool_`)."""
     dtype = np.dtype(dtype)
@@ -245,8 +265,15 @@ class OpDef:
     saves_out -- whether the VJP rules read `out`
     grad_name -- the PyTorch name of the backward node (`MulBackward0`), or a callable of the
                  op's inputs that picks one (pow by a number vs pow by a tensor)
-    kind      -- elementwise | reduce | shape | index | matmul | creation: how fusion treats it
-    lower     -- scalar expression template for fused loops (`"({0} * {1})"`), elementwise only
+    kind      -- elementwise | reduce | shape | index | matmul | creation
+    lower     -- how a fused loop computes one element (ops with one are elementwise for
+                 fusion): a template over the inputs' scalar values (`"({0} * {1})"`), or a
+                 function lower(eqn, operands, literal, fast) -> expression where the code
+                 depends on the equation (pow by a constant, clamp's bounds, float32 helpers
+                 on the CPU when `fast`); `literal(number)` makes a literal slot
+    cheap     -- a few instructions (no division, no transcendental function): fusion
+                 recomputes such a value where it is read rather than storing it
+    reduction -- for reductions fused into loops as accumulators: a `Reduction`
     out_dtype -- fast dtype rule for eager mode (the forward's result is cast to it); None when
                  numpy's result dtype is already right
     variadic  -- takes any number of inputs (cat); its single VJP rule gets `argnum=i`
@@ -274,6 +301,8 @@ class OpDef:
     variadic: bool = False
     forward_into: Callable[..., None] | None = None
     call: Call | None = None
+    cheap: bool = False
+    reduction: Reduction | None = None
     new_array: bool = False
     uses_blas: bool = False
 

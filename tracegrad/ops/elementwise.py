@@ -19,6 +19,7 @@ from .core import (
     broadcast_shapes,
     defop,
     float_type,
+    is_scalar,
     result_type,
     shape_of,
     unbroadcast,
@@ -59,6 +60,64 @@ def quiet(forward: Any) -> Any:
     return run
 
 
+# --------------------------------------------------------------------------------------------
+# lowerings that depend on the equation (OpDef.lower as a callable: ops/core.py)
+
+
+def f32_fast(generic: str, f32: str) -> Any:
+    """The template `generic`; in float32 loops on the CPU (`fast`), `f32`, which calls the
+    vectorizable helpers of codegen/numba_helpers.py instead of libm's expf/tanhf/erf (libm
+    calls stop LLVM from vectorizing a loop). The CUDA target asks for `fast=False`."""
+
+    def lower(e: Any, operands: list, literal: Any, fast: bool) -> str:
+        return (f32 if fast and e.out.dtype == np.float32 else generic).format(*operands)
+
+    lower.template = generic
+    return lower
+
+
+# pow by a small constant exponent is a different, much cheaper operation (a multiply instead
+# of a call to powf): the exponent is then part of the source, like which dims broadcast
+_POW_BY = {
+    2: "({0} * {0})",
+    3: "({0} * {0} * {0})",
+    1: "{0}",
+    0.5: "math.sqrt({0})",
+    -1: "(1.0 / {0})",
+}
+
+
+def _lower_pow(e: Any, operands: list, literal: Any, fast: bool) -> str:
+    y = e.inputs[1]
+    if is_scalar(y) and not isinstance(y, bool) and y in _POW_BY:
+        return _POW_BY[y].format(operands[0])
+    return f"({operands[0]} ** {operands[1]})"
+
+
+def _lower_clamp(e: Any, operands: list, literal: Any, fast: bool) -> str:
+    # the bounds are parameters (None: no bound), written as literal slots
+    expr = operands[0]
+    if e.params["min"] is not None:
+        expr = f"max({expr}, {literal(e.params['min'])})"
+    if e.params["max"] is not None:
+        expr = f"min({expr}, {literal(e.params['max'])})"
+    return expr
+
+
+def _lower_gelu(e: Any, operands: list, literal: Any, fast: bool) -> str:
+    x = operands[0]
+    if e.params.get("approximate") == "tanh":
+        return (
+            f"(0.5 * {x} * (1.0 + math.tanh(0.7978845608028654 * ({x} + 0.044715 * {x} * {x} "
+            f"* {x}))))"
+        )
+    if fast and e.out.dtype == np.float32:
+        return (
+            f"(np.float32(0.5) * {x} * (np.float32(1.0) + erf_f32({x} * np.float32(0.70710677))))"
+        )
+    return f"(0.5 * {x} * (1.0 + math.erf({x} * 0.7071067811865476)))"
+
+
 def _same(*xs: Any, **params: Any) -> np.dtype:
     return result_type(*xs)
 
@@ -79,7 +138,7 @@ def _abstract(dtype_rule: Any, name: str) -> Any:
     return abstract
 
 
-def unary(name: str, forward: Any, vjp: Any, lower: str, *, dtype: Any = _floating, **kw: Any):
+def unary(name: str, forward: Any, vjp: Any, lower: Any, *, dtype: Any = _floating, **kw: Any):
     return defop(
         name,
         forward=forward,
@@ -91,7 +150,7 @@ def unary(name: str, forward: Any, vjp: Any, lower: str, *, dtype: Any = _floati
     )
 
 
-def binary(name: str, forward: Any, vjp: Any, lower: str, *, dtype: Any = _same, **kw: Any):
+def binary(name: str, forward: Any, vjp: Any, lower: Any, *, dtype: Any = _same, **kw: Any):
     return defop(
         name,
         forward=forward,
@@ -119,6 +178,7 @@ add = binary(
         lambda g, out, x, y: unbroadcast(g, y.shape),
     ),
     "({0} + {1})",
+    cheap=True,
 )
 
 sub = binary(
@@ -129,6 +189,7 @@ sub = binary(
         lambda g, out, x, y: unbroadcast(neg(g), y.shape),
     ),
     "({0} - {1})",
+    cheap=True,
 )
 
 mul = binary(
@@ -140,6 +201,7 @@ mul = binary(
     ),
     "({0} * {1})",
     saves=(0, 1),
+    cheap=True,
 )
 
 # d(x/y)/dy = -x/y**2 = -out/y: reading `out` saves recomputing x/y.
@@ -156,7 +218,7 @@ div = binary(
     saves_out=True,
 )
 
-neg = unary("neg", np.negative, lambda g, out, x: neg(g), "(-{0})", dtype=_same)
+neg = unary("neg", np.negative, lambda g, out, x: neg(g), "(-{0})", dtype=_same, cheap=True)
 
 
 def _pow_vjp_base(g: Any, out: Any, x: Any, y: Any) -> Any:
@@ -189,7 +251,7 @@ pow = binary(  # noqa: A001 - the op's name
     "pow",
     quiet(_pow_forward),
     (_pow_vjp_base, _pow_vjp_exponent),
-    "({0} ** {1})",
+    _lower_pow,
     saves=(0, 1),
     saves_out=True,
     grad_name=lambda args, params: "PowBackward1" if hasattr(args[1], "shape") else "PowBackward0",
@@ -211,6 +273,7 @@ maximum = binary(
     ),
     "max({0}, {1})",
     saves=(0, 1),
+    cheap=True,
 )
 
 minimum = binary(
@@ -222,21 +285,24 @@ minimum = binary(
     ),
     "min({0}, {1})",
     saves=(0, 1),
+    cheap=True,
 )
 
 
 # --------------------------------------------------------------------------------------------
 # comparisons and logic: bool results, no gradient
 
-eq = binary("eq", np.equal, None, "({0} == {1})", dtype=_boolean)
-ne = binary("ne", np.not_equal, None, "({0} != {1})", dtype=_boolean)
-lt = binary("lt", np.less, None, "({0} < {1})", dtype=_boolean)
-le = binary("le", np.less_equal, None, "({0} <= {1})", dtype=_boolean)
-gt = binary("gt", np.greater, None, "({0} > {1})", dtype=_boolean)
-ge = binary("ge", np.greater_equal, None, "({0} >= {1})", dtype=_boolean)
-logical_and = binary("logical_and", np.logical_and, None, "({0} and {1})", dtype=_boolean)
-logical_or = binary("logical_or", np.logical_or, None, "({0} or {1})", dtype=_boolean)
-logical_not = unary("logical_not", np.logical_not, None, "(not {0})", dtype=_boolean)
+eq = binary("eq", np.equal, None, "({0} == {1})", dtype=_boolean, cheap=True)
+ne = binary("ne", np.not_equal, None, "({0} != {1})", dtype=_boolean, cheap=True)
+lt = binary("lt", np.less, None, "({0} < {1})", dtype=_boolean, cheap=True)
+le = binary("le", np.less_equal, None, "({0} <= {1})", dtype=_boolean, cheap=True)
+gt = binary("gt", np.greater, None, "({0} > {1})", dtype=_boolean, cheap=True)
+ge = binary("ge", np.greater_equal, None, "({0} >= {1})", dtype=_boolean, cheap=True)
+logical_and = binary(
+    "logical_and", np.logical_and, None, "({0} and {1})", dtype=_boolean, cheap=True
+)
+logical_or = binary("logical_or", np.logical_or, None, "({0} or {1})", dtype=_boolean, cheap=True)
+logical_not = unary("logical_not", np.logical_not, None, "(not {0})", dtype=_boolean, cheap=True)
 isnan = unary("isnan", np.isnan, None, "math.isnan({0})", dtype=_boolean)
 isfinite = unary("isfinite", np.isfinite, None, "math.isfinite({0})", dtype=_boolean)
 
@@ -259,6 +325,7 @@ where = defop(
     saves=(0,),
     lower="({1} if {0} else {2})",
     grad_name="WhereBackward0",
+    cheap=True,
 )
 
 
@@ -292,7 +359,7 @@ clamp = defop(
     out_dtype=lambda x, *, min, max: _clamp_dtype(x, min, max),
     vjp=(_clamp_vjp,),
     saves=(0,),
-    lower="min(max({0}, {min}), {max})",
+    lower=_lower_clamp,
     grad_name="ClampBackward1",
 )
 
@@ -307,7 +374,13 @@ def _sigmoid_forward(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-exp = unary("exp", quiet(np.exp), lambda g, out, x: mul(g, out), "math.exp({0})", saves_out=True)
+exp = unary(
+    "exp",
+    quiet(np.exp),
+    lambda g, out, x: mul(g, out),
+    f32_fast("math.exp({0})", "exp_f32({0})"),
+    saves_out=True,
+)
 log = unary("log", quiet(np.log), lambda g, out, x: div(g, x), "math.log({0})", saves=(0,))
 log1p = unary(
     "log1p", quiet(np.log1p), lambda g, out, x: div(g, add(x, 1)), "math.log1p({0})", saves=(0,)
@@ -343,21 +416,23 @@ tanh = unary(
     "tanh",
     np.tanh,
     lambda g, out, x: mul(g, sub(1, mul(out, out))),
-    "math.tanh({0})",
+    f32_fast("math.tanh({0})", "tanh_f32({0})"),
     saves_out=True,
 )
 sigmoid = unary(
     "sigmoid",
     _sigmoid_forward,
     lambda g, out, x: mul(g, mul(out, sub(1, out))),
-    "(1.0 / (1.0 + math.exp(-{0})))",
+    f32_fast(
+        "(1.0 / (1.0 + math.exp(-{0})))", "(np.float32(1.0) / (np.float32(1.0) + exp_f32(-{0})))"
+    ),
     saves_out=True,
 )
 erf = unary(
     "erf",
     scipy.special.erf,
     lambda g, out, x: mul(g, mul(exp(neg(mul(x, x))), 2 / math.sqrt(math.pi))),
-    "math.erf({0})",
+    f32_fast("math.erf({0})", "erf_f32({0})"),
     saves=(0,),
 )
 
@@ -373,7 +448,13 @@ relu = unary(
 )
 
 abs = unary(  # noqa: A001 - the op's name
-    "abs", np.abs, lambda g, out, x: mul(g, sign(x)), "abs({0})", dtype=_same, saves=(0,)
+    "abs",
+    np.abs,
+    lambda g, out, x: mul(g, sign(x)),
+    "abs({0})",
+    dtype=_same,
+    saves=(0,),
+    cheap=True,
 )
 sign = unary(
     "sign",
@@ -395,7 +476,7 @@ silu = unary(
     "silu",
     lambda x: x * _sigmoid_forward(x),
     _silu_vjp,
-    "({0} / (1.0 + math.exp(-{0})))",
+    f32_fast("({0} / (1.0 + math.exp(-{0})))", "({0} / (np.float32(1.0) + exp_f32(-{0})))"),
     saves=(0,),
 )
 
@@ -428,7 +509,7 @@ gelu = unary(
     "gelu",
     _gelu_forward,
     _gelu_vjp,
-    "(0.5 * {0} * (1.0 + math.erf({0} * 0.7071067811865476)))",
+    _lower_gelu,
     saves=(0,),
 )
 
@@ -444,4 +525,5 @@ astype = defop(
     vjp=(lambda g, out, x, *, dtype: astype(g, dtype=x.dtype),),
     lower="{0}",
     grad_name="ToCopyBackward0",
+    cheap=True,
 )

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .core import DEFAULT_INT, Aval, defop, shape_error
+from .core import DEFAULT_INT, Aval, Reduction, defop, shape_error
 from .elementwise import div, eq, exp, logical_not, mul, quiet, sub, where
 from .shape import expand, reshape
 
@@ -80,6 +80,7 @@ sum = defop(  # noqa: A001 - the op's name
     out_dtype=lambda x, *, dims, keepdim: _int_to_int64(x.dtype),
     vjp=(lambda g, out, x, *, dims, keepdim: expand_back(g, x.shape, dims, keepdim),),
     kind="reduce",
+    reduction=Reduction(atomic=True),
 )
 
 
@@ -109,6 +110,7 @@ mean = defop(
         ),
     ),
     kind="reduce",
+    reduction=Reduction(atomic=True),
 )
 
 
@@ -132,6 +134,7 @@ amax = defop(
     saves=(0,),
     saves_out=True,
     kind="reduce",
+    reduction=Reduction(("-np.inf", "-np.inf"), "{acc} = max({acc}, {x})", floats_only=True),
 )
 
 amin = defop(
@@ -142,6 +145,7 @@ amin = defop(
     saves=(0,),
     saves_out=True,
     kind="reduce",
+    reduction=Reduction(("np.inf", "np.inf"), "{acc} = min({acc}, {x})", floats_only=True),
 )
 
 
@@ -183,6 +187,7 @@ prod = defop(
     saves=(0,),
     saves_out=True,
     kind="reduce",
+    reduction=Reduction(("1", "1.0"), "{acc} *= {x}"),
 )
 
 
@@ -267,4 +272,5 @@ logsumexp = defop(
     saves=(0,),
     saves_out=True,
     kind="reduce",
+    reduction=Reduction(("-np.inf", "-np.inf"), None, floats_only=True),
 )

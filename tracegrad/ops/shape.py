@@ -136,6 +136,8 @@ expand = defop(
     vjp=(lambda g, out, x, *, shape: unbroadcast(g, x.shape),),
     grad_name="ExpandBackward0",
     kind="shape",
+    lower="{0}",  # in a fused loop: a broadcast read
+    cheap=True,
 )
 
 

@@ -230,13 +230,10 @@ def _transposed_product(mm: Eqn, e: Eqn, defs: dict, kept: list, tape: Tape) -> 
     return Eqn(ops.matmul, (transposed(b), transposed(a)), e.out, {})
 
 
-_KEEPDIM_REDUCTIONS = frozenset(("sum", "mean", "amax", "amin", "prod", "logsumexp"))
-
-
 def _keepdim_form(red: Eqn, out: Var) -> Eqn | None:
     """`red` with keepdim=True when that gives exactly `out`'s shape (a reshape of a reduction
     that puts the reduced dims back as size 1), else None."""
-    if red.op.name not in _KEEPDIM_REDUCTIONS or red.params.get("keepdim", True):
+    if red.op.reduction is None or red.params.get("keepdim", True):
         return None
     x = red.inputs[0]
     dims = {d % x.ndim for d in red.params["dims"]} if x.ndim else set()
