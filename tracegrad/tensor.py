@@ -54,6 +54,16 @@ class _DeviceHooks:
 device_hooks = _DeviceHooks()
 
 
+class _EngineHooks:
+    """The reverse sweep behind `Tensor.backward`: set by `autograd/engine.py` (imported with
+    tracegrad), which needs this layer and so cannot be imported by it."""
+
+    backward: Any = None
+
+
+engine_hooks = _EngineHooks()
+
+
 class Size(tuple):
     """A shape: a tuple of ints that prints as PyTorch's `torch.Size([2, 3])` does, with
     `numel()`. `Tensor.size()` returns one; `Tensor.shape` is a plain tuple."""
@@ -366,9 +376,7 @@ class Tensor:
     ) -> None:
         """Compute the gradient of this tensor with respect to graph leaves and add it to their
         `.grad`. `gradient` is needed unless the tensor has one element."""
-        from .autograd import engine
-
-        engine.backward(self, gradient, retain_graph, create_graph, inputs)
+        engine_hooks.backward(self, gradient, retain_graph, create_graph, inputs)
 
     def register_hook(self, hook: Any) -> None:
         raise NotImplementedError(

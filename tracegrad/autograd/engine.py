@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import ops
 from ..tape.ir import Var
-from ..tensor import Tensor, _as_tensor, tracing, unpack_out
+from ..tensor import Tensor, _as_tensor, engine_hooks, tracing, unpack_out
 from .grad_mode import no_grad, state
 from .node import FREED_MESSAGE, AccumulateGrad, Node
 
@@ -319,3 +319,6 @@ def _raise_modified(node: Node, saved: Any, now: int, expected: int, is_output: 
         f"version {expected} instead. Hint: do the in-place change after backward(), or use an "
         "out-of-place op (x = x + 1 instead of x += 1)."
     )
+
+
+engine_hooks.backward = backward  # Tensor.backward runs this sweep

@@ -27,9 +27,9 @@ from ..devices import (
     to_host,
 )
 from ..fuse.partition import partition
+from ..fuse.segments import group_segments, later_uses_of, segment_io
 from ..tape.ir import Var
 from . import compile_cache
-from .executor import later_uses_of, segment_io
 
 
 class _CudaSegment:
@@ -64,14 +64,7 @@ class CudaExecutable:
             if e.op.name == "const"
         }
         cache = compile_cache.disk_enabled()
-        groups: list[Any] = []
-        for k in self.kernels:
-            if k.kind != "loop" and not cuda_lowers(k.eqn):
-                groups.append(k)
-            elif groups and isinstance(groups[-1], list):
-                groups[-1].append(k)
-            else:
-                groups.append([k])
+        groups = group_segments(self.kernels, lambda k: k.kind != "loop" and not cuda_lowers(k.eqn))
         self.steps: list[Any] = []
         for g, used_later in zip(groups, later_uses_of(tape, groups)):
             if not isinstance(g, list):

@@ -26,6 +26,7 @@ import numpy as np
 from ..codegen.cpu import Naming, SegmentWriter, tape_names
 from ..codegen.driver import DriverWriter, owned
 from ..fuse.partition import describe, may_return_view, partition
+from ..fuse.segments import group_segments, later_uses_of, segment_io
 from ..tape.interpret import interpret
 from ..tape.ir import Var
 from . import compile_cache
@@ -152,19 +153,12 @@ class NumbaExecutable:
                 f'error_model="numpy", cache={cache})'
             )
 
-        # group kernels: runs of compiled kernels form one segment; Python steps sit between
-        groups: list[Any] = []
-        for k in self.kernels:
-            if k.kind == "python" or _in_numpy(k):
-                # matmul runs in numpy, between segments: inside Numba, np.dot calls SciPy's
-                # OpenBLAS, a second copy of the library with a second thread pool, and the
-                # two pools' spinning threads starved each other (a conv net's step: 44 ms in
-                # Numba vs 6 ms in numpy; docs/compiler.md)
-                groups.append(k)
-            elif groups and isinstance(groups[-1], list):
-                groups[-1].append(k)
-            else:
-                groups.append([k])
+        # runs of compiled kernels form one segment; Python steps and matmul sit between.
+        # matmul runs in numpy, between segments: inside Numba, np.dot calls SciPy's OpenBLAS,
+        # a second copy of the library with a second thread pool, and the two pools' spinning
+        # threads starved each other (a conv net's step: 44 ms in Numba vs 6 ms in numpy;
+        # docs/compiler.md)
+        groups = group_segments(self.kernels, lambda k: k.kind == "python" or _in_numpy(k))
         later_uses = later_uses_of(self.tape, groups)
         donations = self._donations()
         captured = {id(x): x for x in tape.captured}
@@ -345,56 +339,6 @@ class NumbaExecutable:
                 where = "numpy (BLAS)" if e.op.name == "matmul" else "Python (numpy forward)"
                 parts.append(f"# ---- step {n}: {e.op.name} runs in {where} ----\n")
         return "\n".join(parts)
-
-
-def later_uses_of(tape: Any, groups: list) -> list[set[int]]:
-    """For each group (a list of kernels: a segment; or one Python step): the vars that the
-    groups after it, the tape's outputs or its state writes read."""
-    needed = {id(x) for x in tape.outputs if isinstance(x, Var)}
-    needed |= {id(w.value) for w in tape.writes if isinstance(w.value, Var)}
-    result = []
-    for g in reversed(groups):
-        result.append(set(needed))
-        for k in g if isinstance(g, list) else [g]:
-            # a loop that computes a value itself (partition rule 8) does not need it from
-            # before
-            own = {id(e.out) for e in k.eqns}
-            for e in k.eqns:
-                needed.update(id(x) for x in e.inputs if isinstance(x, Var) and id(x) not in own)
-    result.reverse()
-    return result
-
-
-def segment_io(kernels: list, used_later: set[int]) -> tuple[list[Var], list[Var]]:
-    """A segment's inputs (vars its kernels read and do not make, in order of first use) and
-    outputs (vars it makes that something after it reads).
-
-    A kernel reads a var from outside when it does not compute it itself and no kernel before
-    it in the segment made it visible: a loop's body values are visible after it only when it
-    writes them (partition rule 6); a loop that recomputes a value (rule 8) keeps its copy."""
-    visible: set[int] = set()
-    inputs: dict[int, Var] = {}
-    for k in kernels:
-        own = {id(e.out) for e in k.eqns}
-        for e in k.eqns:
-            for x in e.inputs:
-                if isinstance(x, Var) and id(x) not in own and id(x) not in visible:
-                    inputs.setdefault(id(x), x)
-        visible |= {id(v) for v in visible_after(k)}
-    outputs: dict[int, Var] = {}
-    for k in kernels:
-        left = {id(v) for v in visible_after(k)}
-        for e in k.eqns:
-            if id(e.out) in left and id(e.out) in used_later:
-                outputs.setdefault(id(e.out), e.out)
-    return list(inputs.values()), list(outputs.values())
-
-
-def visible_after(k: Any) -> list[Var]:
-    """The values kernel `k` leaves for the kernels after it."""
-    if k.kind != "loop":
-        return [k.eqn.out]
-    return [e.out for e in k.prologue + k.reductions + k.epilogue] + list(k.materialize)
 
 
 def _owned_results(outputs: tuple, writes: tuple, inputs: list) -> tuple:
