@@ -17,7 +17,7 @@ _SAME_NAME = (
     "reciprocal isnan isfinite logical_not logical_and logical_or add sub mul div pow maximum "
     "minimum eq ne lt le gt ge clamp clip matmul mm bmm dot sum mean prod amax amin max min "
     "argmax argmin var std logsumexp softmax log_softmax all any reshape view flatten permute "
-    "transpose swapaxes unsqueeze squeeze expand split chunk unbind gather scatter_add "
+    "transpose swapaxes unsqueeze squeeze expand split chunk narrow unbind gather scatter_add "
     "index_select clone multiply divide true_divide subtract"
 ).split()
 

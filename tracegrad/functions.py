@@ -537,6 +537,30 @@ def split(tensor: Any, split_size_or_sections: Any, dim: int = 0) -> tuple:
     return tuple(out)
 
 
+def narrow(input: Any, dim: int, start: Any, length: int) -> Tensor:  # noqa: A002
+    """`length` elements of dim from `start` (negative counts from the end), a view as in
+    PyTorch (`x[:, start:start + length]` for dim 1)."""
+    x = _as_tensor(input)
+    if x.ndim == 0:
+        raise RuntimeError("narrow() cannot be applied to a 0-dim tensor")
+    (d,) = normalize_dims("narrow", dim, x.ndim)
+    if isinstance(start, Tensor):
+        start = start.item()  # PyTorch accepts a 0-dim integer tensor
+    start, length, size = int(start), int(length), x.shape[d]
+    if not -size <= start <= size:
+        raise IndexError(
+            f"narrow: start {start} is out of range for dim {dim} of size {size} (shape "
+            f"{tuple(x.shape)}); expected a start in [{-size}, {size}]"
+        )
+    start = start + size if start < 0 else start
+    if length < 0 or start + length > size:
+        raise RuntimeError(
+            f"narrow: start ({start}) + length ({length}) exceeds dimension size ({size}) of "
+            f"dim {dim} (shape {tuple(x.shape)})"
+        )
+    return ops.getitem(x, idx=(slice(None),) * d + (slice(start, start + length),))
+
+
 def chunk(input: Any, chunks: int, dim: int = 0) -> tuple:  # noqa: A002
     """Split into `chunks` pieces of size ceil(n / chunks) (fewer if n is small)."""
     x = _as_tensor(input)
