@@ -3,8 +3,11 @@ installed; skipping rules, zero_grad and state dicts."""
 
 from __future__ import annotations
 
+import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import tracegrad as tg
 
@@ -177,3 +180,56 @@ def test_errors_are_pytorchs():
         tg.optim.SGD([tg.zeros(1, requires_grad=True) * 2], lr=0.1)
     with pytest.raises(TypeError, match="wrap it in a list"):
         tg.optim.SGD(tg.zeros(1, requires_grad=True), lr=0.1)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=4),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    decoupled=st.booleans(),
+    amsgrad=st.booleans(),
+    maximize=st.booleans(),
+    lr=st.sampled_from([1e-3, 0.1, 3]),
+    beta1=st.sampled_from([0.9, 0.3, 0.0]),  # 0.3: lerp's other form (weight >= 0.5)
+    beta2=st.sampled_from([0.999, 0.5]),
+    wd=st.sampled_from([0.0, 0.01, 1]),
+    seed=st.integers(0, 2**16),
+)
+def test_adam_on_arrays_equals_the_tensor_form_bit_for_bit(
+    monkeypatch, shape, dtype, decoupled, amsgrad, maximize, lr, beta1, beta2, wd, seed
+):
+    # eagerly, Adam updates the arrays directly (optim/adam.py: _update_arrays); the tensor
+    # form is what tg.jit traces. Both must give the same bits, step after step
+    import tracegrad.optim.adam as adam
+
+    rng = np.random.default_rng(seed)
+    start = rng.standard_normal(shape).astype(dtype)
+    grads = [rng.standard_normal(shape).astype(dtype) * s for s in (1, 0, 1e-3, 50)]
+    results = []
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(adam, "_plain_arrays", lambda *a: False)
+        p = tg.tensor(start.copy(), requires_grad=True)
+        cls = tg.optim.AdamW if decoupled else tg.optim.Adam
+        opt = cls(
+            [p], lr=lr, betas=(beta1, beta2), weight_decay=wd, amsgrad=amsgrad, maximize=maximize
+        )
+        for g in grads:
+            p.grad = tg.tensor(g)
+            opt.step()
+        state = opt.state[p]
+        results.append([p.detach().numpy().copy()] + [state[k].numpy().copy() for k in state])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype
+
+
+def test_gradients_are_laid_out_as_their_parameters():
+    # PyTorch's gradient layout contract: a Linear weight's gradient (computed as a transposed
+    # product) is C-contiguous like the weight, so optimizers and users get plain arrays
+    lin = tg.nn.Linear(3, 4)
+    x = tg.randn(5, 3)
+    lin(x).sum().backward()
+    g = lin.weight.grad.numpy()
+    assert g.flags.c_contiguous
+    np.testing.assert_allclose(g, np.tile(x.numpy().sum(0), (4, 1)), rtol=1e-6)

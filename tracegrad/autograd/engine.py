@@ -302,7 +302,10 @@ def _accumulate_grad(t: Tensor, g: Tensor, create_graph: bool) -> None:
                 t.grad._inplace(ops.add, g)
         return
     if t.grad is None:
-        t.grad = Tensor._wrap(np.array(g._data, dtype=t.dtype, copy=True))
+        # laid out as the parameter (PyTorch's gradient layout contract): a Linear weight's
+        # gradient arrives as a transposed product
+        order = "C" if t._data.flags.c_contiguous else "K"
+        t.grad = Tensor._wrap(np.array(g._data, dtype=t.dtype, copy=True, order=order))
     elif t.grad.grad_fn is None and t.grad._data.flags.writeable and t.grad.shape == g.shape:
         np.add(t.grad._data, g._data, out=t.grad._data, casting="unsafe")
         t.grad._version[0] += 1

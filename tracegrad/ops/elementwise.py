@@ -24,6 +24,7 @@ from .core import (
     shape_of,
     unbroadcast,
 )
+from .kernels import erf_array, gelu_array
 from .shape import expand, full
 
 try:  # numpy >= 2 keeps the floating-point error state in a context variable
@@ -428,9 +429,17 @@ sigmoid = unary(
     ),
     saves_out=True,
 )
+
+
+def _erf_forward(x: Any) -> Any:
+    if type(x) is np.ndarray and x.dtype == np.float32:
+        return erf_array(x)  # float32 erf that vectorizes, as compiled loops use
+    return scipy.special.erf(x)
+
+
 erf = unary(
     "erf",
-    scipy.special.erf,
+    _erf_forward,
     lambda g, out, x: mul(g, mul(exp(neg(mul(x, x))), 2 / math.sqrt(math.pi))),
     f32_fast("math.erf({0})", "erf_f32({0})"),
     saves=(0,),
@@ -489,6 +498,8 @@ def _gelu_forward(x: np.ndarray, *, approximate: str = "none") -> np.ndarray:
     if approximate == "tanh":
         inner = _SQRT_2_OVER_PI * (x + 0.044715 * x**3)
         return (0.5 * x * (1 + np.tanh(inner))).astype(x.dtype, copy=False)
+    if type(x) is np.ndarray and x.dtype == np.float32:
+        return gelu_array(x)  # float32 erf that vectorizes, as compiled loops use
     return (0.5 * x * (1 + scipy.special.erf(x / _SQRT_2))).astype(x.dtype, copy=False)
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .. import creation
-from ..tensor import Tensor
+from ..tensor import Tensor, tracing
 from .optimizer import Optimizer, check_hyper
 
 
@@ -63,6 +65,9 @@ class Adam(Optimizer):
 
     def _update(self, p: Tensor, grad: Tensor, group: dict) -> None:
         st = self._state_for(p, lambda: self._new_state(p, group["amsgrad"]))
+        if _plain_arrays(p, grad, st) and _plain_numbers(group):
+            _update_arrays(p, grad, st, group, self._decoupled)
+            return
         beta1, beta2 = group["betas"]
         lr, wd = group["lr"], group["weight_decay"]
         if group["maximize"]:
@@ -88,6 +93,78 @@ class Adam(Optimizer):
             second = exp_avg_sq
         denom = second.sqrt() / bias_correction2_sqrt.astype(p.dtype) + group["eps"]
         p.addcdiv_(exp_avg, denom, value=-step_size.astype(p.dtype))
+
+
+def _plain_arrays(p: Tensor, grad: Tensor, st: dict) -> bool:
+    """Eager CPU tensors of one dtype and shape, the parameter writeable, not being traced."""
+    if tracing.tracer is not None or type(st["step"]._data) is not np.ndarray:
+        return False
+    names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    arrays = [p._data, grad._data] + [st[k]._data for k in names if k in st]
+    P = p._data
+    return P.flags.writeable and all(
+        type(a) is np.ndarray and a.dtype == P.dtype and a.shape == P.shape for a in arrays
+    )
+
+
+def _plain_numbers(group: dict) -> bool:
+    values = (group["lr"], *group["betas"], group["eps"], group["weight_decay"])
+    return all(type(v) in (int, float) for v in values)
+
+
+def _update_arrays(p: Tensor, grad: Tensor, st: dict, group: dict, decoupled: bool) -> None:
+    """`Adam._update` on the arrays: the same numpy operations in the same order, so the same
+    bits (tests/nn: equal to the tensor form, bit for bit), without a tensor op per step --
+    for a GPT's 30 parameters 450 op dispatches, 8 of its 49 ms eager step."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # as the ops run
+        _adam_arrays(p._data, grad._data, st, group, decoupled)
+    for t in (p, *st.values()):
+        if isinstance(t, Tensor):
+            t._version[0] += 1
+
+
+def _adam_arrays(P: np.ndarray, G: np.ndarray, st: dict, group: dict, decoupled: bool) -> None:
+    beta1, beta2 = group["betas"]
+    lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+    if group["maximize"]:
+        G = np.negative(G)
+    if wd:
+        if decoupled:
+            np.multiply(P, 1 - lr * wd, out=P)
+        else:
+            G = np.add(G, np.multiply(P, wd))
+    step = st["step"]._data
+    np.add(step, 1, out=step)
+    M, V = st["exp_avg"]._data, st["exp_avg_sq"]._data
+    tmp = np.empty_like(P)  # (0-d arrays too: numpy returns scalars unless given an out)
+    weight = 1 - beta1
+    np.subtract(G, M, out=tmp)
+    if abs(weight) >= 0.5:  # Tensor.lerp_'s two forms, as PyTorch rounds them
+        rest = float(np.asarray(1, P.dtype) - np.asarray(weight, P.dtype))
+        np.multiply(tmp, rest, out=tmp)
+        np.subtract(G, tmp, out=M)
+    else:
+        np.multiply(tmp, weight, out=tmp)
+        np.add(M, tmp, out=M)
+    np.multiply(V, beta2, out=V)
+    np.multiply(G, G, out=tmp)
+    if 1 - beta2 != 1:
+        np.multiply(tmp, 1 - beta2, out=tmp)
+    np.add(V, tmp, out=V)
+    t = step.astype(np.float64)
+    step_size = np.divide(lr, np.subtract(1, np.power(beta1, t)))
+    bias_correction2_sqrt = np.sqrt(np.subtract(1, np.power(beta2, t)))
+    second = V
+    if group["amsgrad"]:
+        second = st["max_exp_avg_sq"]._data
+        np.maximum(second, V, out=second)
+    denom = tmp
+    np.sqrt(second, out=denom)
+    np.divide(denom, bias_correction2_sqrt.astype(P.dtype), out=denom)
+    np.add(denom, eps, out=denom)
+    np.divide(M, denom, out=denom)
+    np.multiply(denom, np.negative(step_size).astype(P.dtype), out=denom)
+    np.add(P, denom, out=P)
 
 
 class AdamW(Adam):
