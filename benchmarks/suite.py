@@ -437,6 +437,31 @@ def training(
     return Workload(name, title, build, quick=quick, repeats=repeats, rtol=2e-3)
 
 
+def gpt() -> Workload:
+    """The nanoGPT-style training step of benchmarks/gpt.py (issue #17's model)."""
+
+    def build() -> list[System]:
+        from . import gpt as G
+
+        torch = peer("torch")
+        runs = G.systems(peers=torch is not None, torch_compile=torch is not None)
+        systems = []
+        for name, run in runs.items():
+            runner = _first_loss(run)
+            systems.append(
+                System(name, runner, check=lambda r, runner=runner: runner.first["first"])
+            )
+        return systems
+
+    return Workload(
+        "gpt",
+        "char GPT train step (2 blocks, 64 wide, 4 heads, 16x32 tokens), AdamW + clipping",
+        build,
+        repeats=20,
+        rtol=1e-4,
+    )
+
+
 def dispatch() -> Workload:
     """Per-call overhead: a cached jitted value_and_grad on a 2x3 input."""
 
@@ -586,6 +611,7 @@ def workloads() -> list[Any]:
             False,
             6,
         ),
+        gpt(),
         dispatch(),
         eager_overhead(),
         compile_times(),

@@ -303,7 +303,12 @@ def test_traced_repr_and_shape_logic_work():
 
 def test_random_numbers_inside_jit_are_fresh_at_every_call_and_equal_eager():
     def f(x):
-        return x + tg.rand(3), tg.randn(2, 2), tg.randint(0, 100, (4,))
+        return (
+            x + tg.rand(3),
+            tg.randn(2, 2),
+            tg.randint(0, 100, (4,)),
+            tg.rand(2, 3, dtype=tg.float64),
+        )
 
     jf = tg.jit(f)
     tg.manual_seed(5)
@@ -314,7 +319,11 @@ def test_random_numbers_inside_jit_are_fresh_at_every_call_and_equal_eager():
         np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())  # the same uniform bits
         np.testing.assert_allclose(a[1].numpy(), b[1].numpy(), rtol=1e-6)
         np.testing.assert_array_equal(a[2].numpy(), b[2].numpy())
+        np.testing.assert_array_equal(a[3].numpy(), b[3].numpy())
     assert not np.array_equal(jitted[0][0].numpy(), jitted[1][0].numpy())  # fresh every call
+    # drawn by compiled code (ops/kernels.py), not a numpy step: the same bits as eager above
+    source = jf.source(tg.ones(3))
+    assert "uniform_f32(" in source and "uniform_f64(" in source and "Python (numpy" not in source
     assert jf.stats["traces"] == 1
     with pytest.raises(tg.TracerError, match="randperm"):
         tg.jit(lambda x: x + tg.randperm(3))(tg.ones(3))  # still numpy's: refused

@@ -23,9 +23,18 @@ under HELPERS_VERSION, so a change to any of them must bump it.
 
 from __future__ import annotations
 
-from ..ops.kernels import add_rows, check_index, erf_f32, exp_f32, take_rows, tanh_f32
+from ..ops.kernels import (
+    add_rows,
+    check_index,
+    erf_f32,
+    exp_f32,
+    take_rows,
+    tanh_f32,
+    uniform_f32,
+    uniform_f64,
+)
 
-HELPERS_VERSION = 5
+HELPERS_VERSION = 6
 
 __all__ = [
     "HELPERS_VERSION",
@@ -35,4 +44,6 @@ __all__ = [
     "exp_f32",
     "take_rows",
     "tanh_f32",
+    "uniform_f32",
+    "uniform_f64",
 ]

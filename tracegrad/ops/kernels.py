@@ -188,3 +188,37 @@ def check_index(x, size, what):  # noqa: ANN001, ANN201
                 + "))"
             )
     return x
+
+
+# --------------------------------------------------------------------------------------------
+# counter-based uniform numbers (ops/random.py): the same bits as its numpy forward
+
+
+@njit(cache=True)
+def _splitmix64_at(seed, counter):  # noqa: ANN001, ANN202
+    z = seed + (counter + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True)
+def uniform_f32(state, n):  # noqa: ANN001, ANN201
+    """n float32 numbers in [0, 1): the top 24 bits of SplitMix64 outputs offset, offset+1, ..."""
+    seed, offset = np.uint64(state[0]), np.uint64(state[1])
+    out = np.empty(n, dtype=np.float32)
+    for i in range(n):
+        bits = _splitmix64_at(seed, offset + np.uint64(i))
+        out[i] = np.float32(bits >> np.uint64(40)) * np.float32(2.0**-24)
+    return out
+
+
+@njit(cache=True)
+def uniform_f64(state, n):  # noqa: ANN001, ANN201
+    """n float64 numbers in [0, 1): the top 53 bits of the same outputs."""
+    seed, offset = np.uint64(state[0]), np.uint64(state[1])
+    out = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        bits = _splitmix64_at(seed, offset + np.uint64(i))
+        out[i] = np.float64(bits >> np.uint64(11)) * 2.0**-53
+    return out

@@ -8,8 +8,9 @@ functions (`tg.rand`, `randn`, `randint`, dropout) call it on the global state a
 count drawn to the state's offset in place. Eagerly that is ordinary tensor code; inside
 `tg.jit` the state is captured state, read at every call and written back after it, so a
 compiled step draws fresh numbers at every call without a retrace, the same numbers as the eager
-code given the same `tg.manual_seed`. No gradient (the state is integer). Compiled code runs it
-as a numpy step (about 10 ns per number).
+code given the same `tg.manual_seed`. No gradient (the state is integer). Compiled CPU code runs
+`ops/kernels.py`'s `uniform_f32`/`uniform_f64` (the same bits, tested; 4 ns per number against
+the numpy forward's 12); the CUDA target runs the numpy forward as a host step.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .core import Aval, defop, shape_error
+from .core import Aval, Call, defop, shape_error
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -65,7 +66,15 @@ uniform = defop(
     forward=_uniform_forward,
     abstract=_uniform_abstract,
     vjp=(None,),
-    kind="creation",  # a new array (an "index" op's result would count as a view of its input)
+    kind="creation",
+    call=Call(
+        applies=lambda e: e.out.ndim > 0,
+        source=lambda e, ins, out, dims: [
+            f"{out} = uniform_{'f32' if e.out.dtype == np.float32 else 'f64'}("
+            f"{ins[0]}, {' * '.join(dims)}).reshape(({', '.join(dims)},))"
+        ],
+    ),
+    new_array=True,
 )
 
 __all__ = ["uniform", "splitmix64"]
