@@ -4,7 +4,7 @@ Two kinds live here, both built only from ops in the op table:
 
 * wrappers that turn PyTorch-style arguments (`dim=None|int|tuple`, `-1` in shapes, `*sizes`)
   into an op's parameters and check them with errors that name the function and the shapes;
-* composites (softmax, log_softmax, logsumexp, var, std, stack, split, ...). They have no VJP
+* composites (softmax, log_softmax, var, std, stack, split, narrow, ...). They have no VJP
   of their own: their gradients come from the primitives they are made of, which also means
   they trace, fuse and differentiate to any order for free.
 """

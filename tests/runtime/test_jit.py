@@ -597,3 +597,21 @@ def test_boolean_mask_fill_inside_jit():
 
     with pytest.raises(ValueError, match="boolean mask"):
         tg.jit(g)(tg.ones(2))
+
+
+def test_source_reads_in_the_tapes_names_and_values():
+    # f.source() is for people: the segment is shown with the tape's names, and each statement
+    # is commented with its tape equation exactly as the tape prints it (sizes, literal values)
+    f = tg.jit(tg.value_and_grad(lambda x: ((2 * x + 1) ** 2).mean()))
+    x = tg.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    f(x)
+    tape_lines = [
+        line.strip()
+        for line in str(f.tape(x)).splitlines()
+        if " = " in line and "const" not in line
+    ]
+    src = f.source(x)
+    assert len(tape_lines) >= 8
+    for line in tape_lines:
+        assert f"# {line}" in src, line
+    assert "LI0 = np.float32(LI[0])  # 2" in src  # literal slots show their values

@@ -93,15 +93,21 @@ class Naming:
     blocks of a ResNet, at different sizes -- get the same source and share one compiled
     function. `tape_names` maps the local names back to the tape's, for `f.source()`."""
 
-    def __init__(self, vars: list[Var], tape_names: dict[int, str] | None = None) -> None:
+    def __init__(
+        self, vars: list[Var], tape_names: dict[int, str] | None = None, display: bool = False
+    ) -> None:
         self.names: dict[int, str] = {}
         self.rows: dict[int, int] = {}
         self.vars: list[Var] = []
+        # display: the tape's names and, in comments, literal values and sizes -- the text
+        # `f.source()` shows. The compiled text numbers names locally and leaves values out
+        # (they are runtime parameters), so that equal structures share one compiled function
+        self.display = display
         gen = _names()
         for v in vars:
             if id(v) in self.names:
                 continue
-            name = next(gen)
+            name = next(gen) if not display else tape_names.get(id(v), "?")
             if keyword.iskeyword(name) or name in _RESERVED or keyword.issoftkeyword(name):
                 name += "0"  # generated names are letters only: no other var is called this
             self.names[id(v)] = name
@@ -112,8 +118,10 @@ class Naming:
         self.ints: list[int] = []
 
     @staticmethod
-    def of_segment(kernels: list[Any], inputs: list[Var], tape_names: dict[int, str]) -> Naming:
-        return Naming(inputs + [e.out for k in kernels for e in k.eqns], tape_names)
+    def of_segment(
+        kernels: list[Any], inputs: list[Var], tape_names: dict[int, str], display: bool = False
+    ) -> Naming:
+        return Naming(inputs + [e.out for k in kernels for e in k.eqns], tape_names, display)
 
     def legend(self) -> str:
         """`a=bq b=br ...`: the tape's name of each local name."""
@@ -192,18 +200,24 @@ _SIZE_PARAMS = frozenset(("shape", "value", "min", "max"))
 
 def eqn_comment(naming: Naming, e: Any, operands: list[str] | None = None) -> str:
     """`b:f32[_,_] = mul a LI[0]`: the tape equation, written without sizes or literal values
-    (those are runtime parameters), so that the comment does not change the source."""
+    (those are runtime parameters), so that the comment does not change the source; for
+    display (`Naming.display`) as the tape prints it: `b:f32[2,3] = mul a 2.0`."""
     atoms = []
     for i, x in enumerate(e.inputs):
         if isinstance(x, Var):
             atoms.append(naming.names[id(x)])
+        elif naming.display:
+            atoms.append(repr(x))
         else:
             atoms.append(operands[i] if operands else "<literal>")
     params = ", ".join(
-        f"{k}={format_param(k, v)}" for k, v in e.params.items() if k not in _SIZE_PARAMS
+        f"{k}={format_param(k, v)}"
+        for k, v in e.params.items()
+        if naming.display or k not in _SIZE_PARAMS
     )
     head = e.op.name + (f"[{params}]" if params else "")
-    aval = f"{short_dtype(e.out.dtype)}[{','.join('_' * (e.out.ndim > 0) for _ in e.out.shape)}]"
+    dims = [str(d) if naming.display else "_" for d in e.out.shape]
+    aval = f"{short_dtype(e.out.dtype)}[{','.join(dims)}]"
     return f"{naming.names[id(e.out)]}:{aval} = {head} {' '.join(atoms)}".rstrip()
 
 
@@ -293,7 +307,8 @@ class SegmentWriter:
         (float32 math stays float32, as in eager mode)."""
         slot = self.n.literal(x)
         name = "L" + slot[1] + slot[3:-1]  # LF[3] -> LF3, LI[2] -> LI2
-        self.literal_defs.append(f"{name} = {_CAST[np.dtype(dtype).name]}({slot})")
+        value = f"  # {x!r}" if self.n.display else ""  # f.source() shows the value
+        self.literal_defs.append(f"{name} = {_CAST[np.dtype(dtype).name]}({slot}){value}")
         return name
 
     def _operand(self, x: Any, space: tuple, in_loop: bool, dtype: Any = None) -> str:

@@ -2,9 +2,11 @@
 
 Same partition as the CPU (`fuse.partition`), same segments: each run of loop kernels and
 library calls (matmul included: a tiled kernel on the GPU) becomes one generated module with a
-host function that launches its kernels in order. Ops without a lowering (gather, conv2d, ...)
-run as host steps: their inputs are copied to the host, the numpy forward runs, the result is
-copied back (correct, and slow: `stats["host_steps"]` counts them, `f.source()` names them).
+host function that launches its kernels in order; indexing, cat, gather/scatter_add, conv2d and
+pooling have kernels too (codegen/cuda.py's `cuda_lowers` lists them). The other ops
+(indexing by index tensors, random draws, argsort, ...) run as host steps: their inputs are
+copied to the host, the numpy forward runs, the result is copied back (correct, and slow:
+`stats["host_steps"]` counts them, `f.source()` names them).
 
 Arguments may be host (numpy) or device arrays; host ones are copied in, device ones used as
 they are. Results are device arrays.
@@ -74,7 +76,11 @@ class CudaExecutable:
             naming = Naming.of_segment(g, inputs, names)
             source = CudaSegmentWriter(naming, g, inputs, outputs, cache).source()
             fn = compile_cache.load(source)
-            self.steps.append(_CudaSegment(inputs, outputs, source, fn, naming))
+            seg = _CudaSegment(inputs, outputs, source, fn, naming)
+            seg.display = lambda g=g, inputs=inputs, outputs=outputs: CudaSegmentWriter(
+                Naming.of_segment(g, inputs, names, display=True), g, inputs, outputs, cache
+            ).source()  # f.source(): in the tape's names
+            self.steps.append(seg)
         # results must not be an argument's array (or a view of one): those are copied
         fresh: set[int] = set()
         for k in self.kernels:
@@ -147,8 +153,8 @@ class CudaExecutable:
         for n, step in enumerate(self.steps):
             if isinstance(step, _CudaSegment):
                 parts.append(
-                    f"# ---- CUDA segment {n} (local names; tape names: "
-                    f"{step.naming.legend()}) ----\n{step.source}"
+                    f"# ---- CUDA segment {n}, in the tape's names (the compiled text names its "
+                    f"values locally: {step.naming.legend()}) ----\n{step.display()}"
                 )
             else:
                 parts.append(

@@ -162,35 +162,13 @@ class NumbaExecutable:
         later_uses = later_uses_of(self.tape, groups)
         donations = self._donations()
         captured = {id(x): x for x in tape.captured}
+        donated = {v: captured[old] for v, old in donations.items()}
         self.steps: list[Any] = []
-        for n, g in enumerate(groups):
-            if not isinstance(g, list):
+        for g, used_later in zip(groups, later_uses):
+            if isinstance(g, list):
+                self.steps.append(self._segment(g, used_later, names, decorator, donated))
+            else:
                 self.steps.append(g)
-                continue
-            inputs, outputs = segment_io(g, later_uses[n])
-            naming = Naming.of_segment(g, inputs, names)
-            writer = SegmentWriter(
-                naming,
-                g,
-                inputs,
-                outputs,
-                decorator,
-                parallel,
-                {v: captured[old] for v, old in donations.items()},
-            )
-            source = writer.source()
-            seg = _Segment(
-                g,
-                inputs,
-                outputs,
-                source,
-                compile_cache.load(source),
-                writer.buffers,
-                naming,
-            )
-            # buffers that are the captured array they replace (see _donations)
-            seg.donated = [donations.get(id(v)) for v in writer.buffers]
-            self.steps.append(seg)
         # the Python driver: runs the steps in order (codegen/driver.py)
         self.driver_source, namespace = DriverWriter(
             tape,
@@ -210,6 +188,34 @@ class NumbaExecutable:
             print(describe(self.kernels), file=sys.stderr)
         if debug_level() >= 3:
             print(self.source(), file=sys.stderr)
+
+    def _segment(
+        self, kernels: list, used_later: set, names: dict, decorator: Any, donated: dict
+    ) -> _Segment:
+        """One compiled segment: its source (local names), compiled or loaded from a cache."""
+        inputs, outputs = segment_io(kernels, used_later)
+
+        def write(display: bool) -> SegmentWriter:
+            naming = Naming.of_segment(kernels, inputs, names, display)
+            return SegmentWriter(
+                naming, kernels, inputs, outputs, decorator, self.parallel, donated
+            )
+
+        writer = write(False)
+        source = writer.source()
+        seg = _Segment(
+            kernels,
+            inputs,
+            outputs,
+            source,
+            compile_cache.load(source),
+            writer.buffers,
+            writer.n,
+        )
+        seg.display = lambda: write(True).source()  # f.source(): in the tape's names
+        # buffers that are the captured array they replace (see _donations)
+        seg.donated = [id(donated[id(v)]) if id(v) in donated else None for v in writer.buffers]
+        return seg
 
     def _donations(self) -> dict[int, int]:
         """State writes computed in place: {new value var: captured var}.
@@ -331,8 +337,8 @@ class NumbaExecutable:
         for n, step in enumerate(self.steps):
             if isinstance(step, _Segment):
                 parts.append(
-                    f"# ---- compiled segment {n} (local names; tape names: "
-                    f"{step.naming.legend()}) ----\n{step.source}"
+                    f"# ---- compiled segment {n}, in the tape's names (the compiled text names "
+                    f"its values locally: {step.naming.legend()}) ----\n{step.display()}"
                 )
             else:
                 e = step.eqn
