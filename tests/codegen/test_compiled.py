@@ -121,7 +121,7 @@ def test_long_tapes_keep_every_name_distinct():
     # Tape names run a, b, ..., as, ..., asx, ...: the keyword `as` must not be renamed to a
     # name another var has (it was "asx", the 1194th var: a ResNet-18 step read the wrong
     # array). Here `as` is one of the kept products, read at the end, after `asx` is written.
-    from tracegrad.codegen.cpu import Naming
+    from tracegrad.codegen.common import Naming
     from tracegrad.codegen.driver import _safe
     from tracegrad.tape.ir import Var
     from tracegrad.tape.printer import _names

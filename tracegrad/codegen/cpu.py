@@ -40,15 +40,14 @@ learning rate finds the same source and reuses the compiled function.
 
 from __future__ import annotations
 
-import keyword
 import os
 from typing import Any
 
 import numpy as np
 
-from ..ops.core import result_type, short_dtype
+from ..ops.core import result_type
 from ..tape.ir import Var
-from ..tape.printer import _names, format_param
+from .common import CAST, Naming, cast, eqn_comment, scalar_expr
 from .numba_helpers import HELPERS_VERSION
 from .source import SourceWriter
 
@@ -69,108 +68,6 @@ def parallel_grain() -> int:
         ) from None
 
 
-_RESERVED = {
-    *("np", "math", "prange", "njit", "S", "LF", "LI", "GRAIN", "acc", "n0", "n1", "n2", "n3"),
-}
-_CAST = {
-    "float32": "np.float32",
-    "float64": "np.float64",
-    "int64": "np.int64",
-    "int32": "np.int32",
-    "bool": "np.bool_",
-    "int16": "np.int16",
-    "int8": "np.int8",
-    "uint8": "np.uint8",
-    "float16": "np.float16",
-}
-
-
-class Naming:
-    """Names of one segment's vars, their rows in its shape table, its literal slots.
-
-    Everything is numbered locally, in order of first appearance in the segment (its inputs,
-    then each equation's result): two segments with the same structure -- the eight residual
-    blocks of a ResNet, at different sizes -- get the same source and share one compiled
-    function. `tape_names` maps the local names back to the tape's, for `f.source()`."""
-
-    def __init__(
-        self, vars: list[Var], tape_names: dict[int, str] | None = None, display: bool = False
-    ) -> None:
-        self.names: dict[int, str] = {}
-        self.rows: dict[int, int] = {}
-        self.vars: list[Var] = []
-        # display: the tape's names and, in comments, literal values and sizes -- the text
-        # `f.source()` shows. The compiled text numbers names locally and leaves values out
-        # (they are runtime parameters), so that equal structures share one compiled function
-        self.display = display
-        gen = _names()
-        for v in vars:
-            if id(v) in self.names:
-                continue
-            name = next(gen) if not display else tape_names.get(id(v), "?")
-            if keyword.iskeyword(name) or name in _RESERVED or keyword.issoftkeyword(name):
-                name += "0"  # generated names are letters only: no other var is called this
-            self.names[id(v)] = name
-            self.rows[id(v)] = len(self.vars)
-            self.vars.append(v)
-        self.tape_names = tape_names or {}
-        self.floats: list[float] = []
-        self.ints: list[int] = []
-
-    @staticmethod
-    def of_segment(
-        kernels: list[Any], inputs: list[Var], tape_names: dict[int, str], display: bool = False
-    ) -> Naming:
-        return Naming(inputs + [e.out for k in kernels for e in k.eqns], tape_names, display)
-
-    def legend(self) -> str:
-        """`a=bq b=br ...`: the tape's name of each local name."""
-        return " ".join(f"{self.names[id(v)]}={self.tape_names.get(id(v), '?')}" for v in self.vars)
-
-    def literals(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.asarray(self.floats, dtype=np.float64), np.asarray(self.ints, dtype=np.int64)
-
-    def shape_table(self) -> np.ndarray:
-        rank = max([v.ndim for v in self.vars] + [1])
-        table = np.ones((len(self.vars), rank), dtype=np.int64)
-        for i, v in enumerate(self.vars):
-            table[i, : v.ndim] = v.shape
-        return table
-
-    def literal(self, x: Any) -> str:
-        # every occurrence gets its own slot: equal values must not change the source
-        if isinstance(x, (bool, np.bool_)) or isinstance(x, (int, np.integer)):
-            self.ints.append(int(x))
-            return f"LI[{len(self.ints) - 1}]"
-        self.floats.append(float(x))
-        return f"LF[{len(self.floats) - 1}]"
-
-    def array(self, v: Var) -> str:
-        return self.names[id(v)]
-
-    def scalar(self, v: Var) -> str:
-        return self.names[id(v)] + "_"
-
-    def dims(self, v: Var) -> list[str]:
-        return [f"S[{self.rows[id(v)]}, {k}]" for k in range(v.ndim)]
-
-
-def tape_names(tape: Any) -> dict[int, str]:
-    """The tape printer's name of every var of a tape."""
-    gen = _names()
-    return {id(v): next(gen) for v in tape.args + tape.captured + [e.out for e in tape.eqns]}
-
-
-def scalar_expr(e: Any, operands: list[str], literal: Any, fast: bool = True) -> str:
-    """The op's scalar lowering (`OpDef.lower`: a template, or a function of the equation)
-    with its operands filled in. `fast`: float32 math through the vectorizable CPU helpers
-    (the CUDA target uses libdevice's)."""
-    lower = e.op.lower
-    if callable(lower):
-        return lower(e, operands, literal, fast)
-    return lower.format(*operands)
-
-
 def _row_depth(e: Any, rank: int) -> int:
     """The outermost loop depth d >= 1 such that every loop from d inwards is reduced by `e`
     (0 when the innermost loop is not reduced)."""
@@ -186,39 +83,9 @@ def _combine(e: Any, acc: str, x: str) -> str:
     return e.op.reduction.combine.format(acc=acc, x=x)
 
 
-def _cast(v: Var) -> str:
-    return _CAST[v.dtype.name]
-
-
 def acc_init(e: Any) -> str:
     """The accumulator's start value (`OpDef.reduction`), for the reduced input's dtype."""
     return e.op.reduction.start(e.inputs[0].dtype)
-
-
-_SIZE_PARAMS = frozenset(("shape", "value", "min", "max"))
-
-
-def eqn_comment(naming: Naming, e: Any, operands: list[str] | None = None) -> str:
-    """`b:f32[_,_] = mul a LI[0]`: the tape equation, written without sizes or literal values
-    (those are runtime parameters), so that the comment does not change the source; for
-    display (`Naming.display`) as the tape prints it: `b:f32[2,3] = mul a 2.0`."""
-    atoms = []
-    for i, x in enumerate(e.inputs):
-        if isinstance(x, Var):
-            atoms.append(naming.names[id(x)])
-        elif naming.display:
-            atoms.append(repr(x))
-        else:
-            atoms.append(operands[i] if operands else "<literal>")
-    params = ", ".join(
-        f"{k}={format_param(k, v)}"
-        for k, v in e.params.items()
-        if naming.display or k not in _SIZE_PARAMS
-    )
-    head = e.op.name + (f"[{params}]" if params else "")
-    dims = [str(d) if naming.display else "_" for d in e.out.shape]
-    aval = f"{short_dtype(e.out.dtype)}[{','.join(dims)}]"
-    return f"{naming.names[id(e.out)]}:{aval} = {head} {' '.join(atoms)}".rstrip()
 
 
 class SegmentWriter:
@@ -308,7 +175,7 @@ class SegmentWriter:
         slot = self.n.literal(x)
         name = "L" + slot[1] + slot[3:-1]  # LF[3] -> LF3, LI[2] -> LI2
         value = f"  # {x!r}" if self.n.display else ""  # f.source() shows the value
-        self.literal_defs.append(f"{name} = {_CAST[np.dtype(dtype).name]}({slot}){value}")
+        self.literal_defs.append(f"{name} = {CAST[np.dtype(dtype).name]}({slot}){value}")
         return name
 
     def _operand(self, x: Any, space: tuple, in_loop: bool, dtype: Any = None) -> str:
@@ -341,7 +208,7 @@ class SegmentWriter:
         ops = [self._operand(x, space, in_loop, ctx) for x in e.inputs]
         self.w.comment(eqn_comment(self.n, e, ops))
         expr = scalar_expr(e, ops, self.n.literal)
-        self.w.line(f"{self.n.scalar(e.out)} = {_cast(e.out)}({expr})")
+        self.w.line(f"{self.n.scalar(e.out)} = {cast(e.out)}({expr})")
 
     # loop kernels -----------------------------------------------------------------------------
 
@@ -629,10 +496,10 @@ class SegmentWriter:
             value = f"{acc} / ({count})"
         w.comment(eqn_comment(n, e))
         if e.out.ndim == 0:
-            w.line(f"{n.scalar(e.out)} = {_cast(e.out)}({value})")
+            w.line(f"{n.scalar(e.out)} = {cast(e.out)}({value})")
             self.kind[id(e.out)] = "scalar"
         else:
-            w.line(f"{n.array(e.out)} = ({value}).astype({_cast(e.out)})")
+            w.line(f"{n.array(e.out)} = ({value}).astype({cast(e.out)})")
             self.kind[id(e.out)] = "array"
 
     # library calls ----------------------------------------------------------------------------

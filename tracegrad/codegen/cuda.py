@@ -38,7 +38,7 @@ import numpy as np
 
 from ..ops.core import result_type
 from ..tape.ir import Var
-from .cpu import _CAST, Naming, _cast, eqn_comment, scalar_expr
+from .common import CAST, Naming, cast, eqn_comment, scalar_expr
 from .cuda_helpers import HELPERS_VERSION  # (imported after the CUDA check: runtime/)
 from .source import SourceWriter
 
@@ -49,8 +49,7 @@ class _Kernel:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.w = SourceWriter()
-        self.w._level = 1
+        self.w = SourceWriter(level=1)  # the body of `def name(...):`
         self.params: dict[str, str] = {}  # kernel parameter -> host expression passed for it
         self.locals: set[int] = set()  # vars held in a local of this kernel
 
@@ -75,8 +74,7 @@ class CudaSegmentWriter:
         self.inputs = inputs
         self.outputs = outputs
         self.cache = cache
-        self.host = SourceWriter()
-        self.host._level = 1
+        self.host = SourceWriter(level=1)  # the body of `def segment(...):`
         self.defs: list[_Kernel] = []
         self.literal_defs: list[str] = []
         self._flat = False
@@ -115,19 +113,17 @@ class CudaSegmentWriter:
             w.line("")
             w.line(decorator)
             w.line(f"def {kd.name}({', '.join(kd.params)}):")
-            w._lines.extend(kd.w.getvalue().rstrip("\n").split("\n"))
+            w.extend(kd.w)
             w.line("")
         w.line("")
         params = [self.n.array(v) for v in self.inputs] + ["S", "LF", "LI"]
-        w.line(f"def segment({', '.join(params)}):")
-        w._level = 1
-        w.comment("host: allocate results and launch the kernels in order")
-        if self.literal_defs:
-            w.comment("literals, in the dtype they are used in")
-            for line in self.literal_defs:
-                w.line(line)
-        w._level = 0
-        w._lines.extend(self.host.getvalue().rstrip("\n").split("\n"))
+        with w.block(f"def segment({', '.join(params)}):"):
+            w.comment("host: allocate results and launch the kernels in order")
+            if self.literal_defs:
+                w.comment("literals, in the dtype they are used in")
+                for line in self.literal_defs:
+                    w.line(line)
+        w.extend(self.host)
         return w.getvalue()
 
     # operands ---------------------------------------------------------------------------------
@@ -135,7 +131,7 @@ class CudaSegmentWriter:
     def _literal(self, kd: _Kernel, x: Any, dtype: Any) -> str:
         slot = self.n.literal(x)
         name = "L" + slot[1] + slot[3:-1]  # LF[3] -> LF3
-        self.literal_defs.append(f"{name} = {_CAST[np.dtype(dtype).name]}({slot})")
+        self.literal_defs.append(f"{name} = {CAST[np.dtype(dtype).name]}({slot})")
         return kd.use(name)
 
     def _operand(self, kd: _Kernel, x: Any, space: tuple, dtype: Any) -> str:
@@ -164,7 +160,7 @@ class CudaSegmentWriter:
         ops = [self._operand(kd, x, space, ctx) for x in e.inputs]
         kd.w.comment(eqn_comment(self.n, e, ops))
         expr = scalar_expr(e, ops, lambda x: self._literal(kd, x, e.out.dtype), fast=False)
-        kd.w.line(f"{self.n.scalar(e.out)} = {_cast(e.out)}({expr})")
+        kd.w.line(f"{self.n.scalar(e.out)} = {cast(e.out)}({expr})")
         kd.locals.add(id(e.out))
 
     def _alloc(self, v: Var) -> None:
@@ -172,7 +168,7 @@ class CudaSegmentWriter:
         shape = ", ".join(self.n.dims(v)) if v.ndim else "1"
         if v.ndim > 1:
             shape = f"({shape})"
-        dtype = _cast(v)
+        dtype = cast(v)
         self.host.line(f"{self.n.array(v)} = empty({shape}, {dtype})")
 
     def _launch(self, kd: _Kernel, config: str) -> None:
@@ -277,7 +273,7 @@ class CudaSegmentWriter:
                     count = " * ".join(f"n{d}" for d in e.params["dims"]) or "1"
                     value = f"{value} / ({count})"
                 fin.w.comment(eqn_comment(n, e))
-                fin.w.line(f"{n.scalar(e.out)} = {_cast(e.out)}({value})")
+                fin.w.line(f"{n.scalar(e.out)} = {cast(e.out)}({value})")
                 fin.locals.add(id(e.out))
             if k.epilogue:
                 fin.w.comment("epilogue: 0-d values after the loop")
@@ -410,7 +406,7 @@ class CudaSegmentWriter:
                         else:
                             parts.append(f"i{d}")
                     idx = ", ".join(parts)
-                w.line(f"{out}[{idx}] = {_cast(e.out)}(_total)")
+                w.line(f"{out}[{idx}] = {cast(e.out)}(_total)")
             w.line("_o += cuda.gridDim.x")
         host.comment(f"{op} of {n.array(x)}: one block per element of {name}")
         self._launch(kd, f"reduce_grid({m})")
@@ -790,7 +786,7 @@ class CudaSegmentWriter:
                     w.line(f"_qq = i3 + {pw} - _j * {dw}")
                     with w.block(f"if _qq >= 0 and _qq % {sw} == 0 and _qq // {sw} < _ow:"):
                         w.line(f"_acc += {cs}[i1, _i, _j, i0, _rr // {sh}, _qq // {sw}]")
-        w.line(f"{out}[i0, i1, i2, i3] = {_cast(e.out)}(_acc)")
+        w.line(f"{out}[i0, i1, i2, i3] = {cast(e.out)}(_acc)")
         self._end_loop(kd, block)
         self._launch_over(kd, dims)
 
@@ -805,12 +801,12 @@ class CudaSegmentWriter:
         o, cg = n.dims(wt)[0], n.dims(wt)[1]
         nb, oh, ow = n.dims(e.out)[0], n.dims(e.out)[2], n.dims(e.out)[3]
         c = n.dims(x)[1]
-        host.line(f"{cols} = empty(({c}, {kh}, {kw}, {nb}, {oh}, {ow}), {_cast(e.out)})")
+        host.line(f"{cols} = empty(({c}, {kh}, {kw}, {nb}, {oh}, {ow}), {cast(e.out)})")
         self._unfold_into(index, e, x, cols, 0.0)
         host.line(f"_k = {cg} * {kh} * {kw}")
         host.line(f"_nl = {nb} * {oh} * {ow}")
         prod = f"prod_{n.array(e.out)}"
-        host.line(f"{prod} = empty(({o}, _nl), {_cast(e.out)})")
+        host.line(f"{prod} = empty(({o}, _nl), {cast(e.out)})")
         if groups == 1:
             host.line(f"matmul({n.array(wt)}.reshape({o}, _k), {cols}.reshape(_k, _nl), 2, {prod})")
         else:
@@ -856,7 +852,7 @@ class CudaSegmentWriter:
             with w.block("if 0 <= _hi < _h and 0 <= _wi < _w:"):
                 w.line(f"_v = {xs}[i0, i1, _hi, _wi]")
                 w.line(_combine_nan("amax", "_best", "_v"))
-        w.line(f"{out}[i0, i1, i2, i3] = {_cast(e.out)}(_best)")
+        w.line(f"{out}[i0, i1, i2, i3] = {cast(e.out)}(_best)")
         self._end_loop(kd, block)
         self._launch_over(kd, dims)
 

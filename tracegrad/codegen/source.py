@@ -8,9 +8,11 @@ from collections.abc import Iterator
 
 
 class SourceWriter:
-    def __init__(self, indent: str = "    ") -> None:
+    def __init__(self, indent: str = "    ", level: int = 0) -> None:
+        """`level`: the indentation of the first lines (a function body written on its own
+        and put into a module with `extend`)."""
         self._lines: list[str] = []
-        self._level = 0
+        self._level = level
         self._indent = indent
 
     def line(self, text: str = "") -> None:
@@ -46,6 +48,10 @@ class SourceWriter:
     def lines(self, lines: list[str]) -> None:
         """Append already indented lines (from `captured`)."""
         self._lines.extend(lines)
+
+    def extend(self, other: SourceWriter) -> None:
+        """Append another writer's lines as they are (their own indentation)."""
+        self._lines.extend(other._lines)
 
     def getvalue(self) -> str:
         return "\n".join(self._lines) + "\n"

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..codegen.cpu import Naming, tape_names
+from ..codegen.common import Naming, tape_names
 from ..devices import (
     as_kernel_array,
     copy,

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..codegen.cpu import Naming, SegmentWriter, tape_names
+from ..codegen.common import Naming, tape_names
+from ..codegen.cpu import SegmentWriter
 from ..codegen.driver import DriverWriter, owned
 from ..fuse.partition import describe, may_return_view, partition
 from ..fuse.segments import group_segments, later_uses_of, segment_io
