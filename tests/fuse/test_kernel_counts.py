@@ -4,10 +4,11 @@ import numpy as np
 
 import tracegrad as tg
 from tracegrad.fuse import partition
+from tracegrad.fuse.partition import KernelKind
 
 
 def kinds(kernels):
-    return [k.kind if k.kind != "call" else k.eqn.op.name for k in kernels]
+    return [k.kind.value if k.kind is not KernelKind.CALL else k.eqn.op.name for k in kernels]
 
 
 def test_value_and_grad_of_mean_square_is_one_loop():
@@ -50,7 +51,7 @@ def test_dense_relu_layer_is_blas_calls_and_one_fused_loop():
 def test_reduction_ends_the_loop_for_its_consumers():
     f = tg.jit(lambda x: x.softmax(1), parallel=False)
     kernels = partition(f.tape(tg.randn(4, 6)))
-    loops = [k for k in kernels if k.kind == "loop"]
+    loops = [k for k in kernels if k.kind is KernelKind.LOOP]
     # softmax = exp(x - logsumexp(x)): the one-pass logsumexp, then the loop that needs it
     assert [(k.space, len(k.reductions), len(k.body)) for k in loops] == [
         ((4, 6), 1, 0),
@@ -68,18 +69,19 @@ def test_softmax_cross_entropy_value_and_gradient_is_three_passes_or_two_with_la
 
     f = tg.jit(tg.value_and_grad(cross_entropy), parallel=False)
     kernels = partition(f.tape(logits))
-    passes = [k for k in kernels if k.kind == "loop" and k.space == (batch, classes)]
+    passes = [k for k in kernels if k.kind is KernelKind.LOOP and k.space == (batch, classes)]
     assert len(passes) <= 3
     # with class-index labels (F.cross_entropy), compiled: the labels are checked and compared
     # before the logits loops (rule 7), the pick and its gradient fuse into them: two passes
     labels = tg.tensor(np.arange(batch) % classes)
     g = tg.jit(tg.value_and_grad(tg.nn.functional.cross_entropy), parallel=False)
     kernels = partition(g.tape(logits, labels))
-    passes = [k for k in kernels if k.kind == "loop" and k.space == (batch, classes)]
+    passes = [k for k in kernels if k.kind is KernelKind.LOOP and k.space == (batch, classes)]
     assert len(passes) == 2
     # the label check is compiled (a call), no Python step
-    calls = [(k.kind, k.eqn.op.name) for k in kernels if k.kind != "loop"]
-    assert ("call", "index_check") in calls and all(kind == "call" for kind, _ in calls)
+    calls = [(k.kind, k.eqn.op.name) for k in kernels if k.kind is not KernelKind.LOOP]
+    assert (KernelKind.CALL, "index_check") in calls
+    assert all(kind is KernelKind.CALL for kind, _ in calls)
     # rule 8: the one-hot mask (arange(C) == label) and the picked gradient are recomputed in
     # the second pass, not stored by the first: the only (B, C) array written is the gradient
     written = [v for k in passes for v in k.materialize if v.shape == (batch, classes)]
@@ -109,7 +111,7 @@ def test_indexing_and_embedding_lookups_are_compiled_calls():
     w, x, i = tg.randn(5, 3), tg.randn(4, 6), tg.tensor([[0, 4], [4, -1]])
     kernels = partition(g.tape(w, x, i))
     assert "python" not in kinds(kernels)
-    names = {k.eqn.op.name for k in kernels if k.kind == "call"}
+    names = {k.eqn.op.name for k in kernels if k.kind is KernelKind.CALL}
     assert {"getitem", "unindex"} <= names
     for got, want in zip(g(w, x, i), tg.grad(f, argnums=(0, 1))(w, x, i)):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
@@ -156,7 +158,7 @@ def test_cheap_values_of_smaller_arrays_are_recomputed_not_stored():
     for fn, recomputed in cases:
         f = tg.jit(fn, parallel=False)
         tape = f.tape(x, s, label)
-        passes = [k for k in partition(tape) if k.kind == "loop" and k.space == (6, 5)]
+        passes = [k for k in partition(tape) if k.kind is KernelKind.LOOP and k.space == (6, 5)]
         assert len(passes) == 2, fn.__name__
         stored = [v for v in passes[0].materialize if v.shape == (6, 5)]
         assert (stored == []) == recomputed, fn.__name__

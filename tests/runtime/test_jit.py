@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import tracegrad as tg
+from tracegrad.tape import WriteKind
 
 X = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
 
@@ -461,7 +462,7 @@ def test_what_reads_a_parameter_runs_before_its_update_so_the_update_is_in_place
     for (name, a), b in zip(model.named_parameters(), eager.parameters()):
         close(a, b, 1e-5)
     entry = jitted._entry_for((x, y), {})
-    writes = [w for w in entry.tape.writes if w.kind == "data" and w.value.ndim]
+    writes = [w for w in entry.tape.writes if w.kind is WriteKind.DATA and w.value.ndim]
     assert len(writes) == 2 * len(list(model.parameters()))  # parameters and momentum buffers
     assert set(entry.executable._donations()) >= {id(w.value) for w in writes}
 

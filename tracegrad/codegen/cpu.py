@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from ..fuse.partition import KernelKind
 from ..ops.core import result_type
 from ..tape.ir import Var
 from .common import CAST, Naming, cast, eqn_comment, scalar_expr
@@ -114,22 +115,23 @@ class SegmentWriter:
         self.outputs = outputs
         # arrays the loops write are allocated by the caller (numpy's allocator, and reused
         # between calls when nothing holds them) and passed in
-        self.buffers = [v for k in kernels if k.kind == "loop" for v in k.materialize]
+        self.buffers = [v for k in kernels if k.kind is KernelKind.LOOP for v in k.materialize]
         self.decorator = decorator
         self.w = SourceWriter()
         self._flat = False  # inside a flattened loop: arrays are read as name_1d[i0]
         self._grain = False  # GRAIN defined
         self.literal_defs: list[str] = []
-        # what each var is inside this function: "array" (indexable) or "scalar"
-        self.kind: dict[int, str] = {}
+        # the form of each var inside this function (as DriverWriter.form is in the driver):
+        # "array" (indexable), "scalar" (a local), "loop" (a local of the current loop body)
+        self.form: dict[int, str] = {}
         for v in inputs:
-            self.kind[id(v)] = "scalar" if v.ndim == 0 else "array"
+            self.form[id(v)] = "scalar" if v.ndim == 0 else "array"
 
     def source(self) -> str:
         # the body first (it assigns literal slots), then the module around it
         with self.w.block("def segment(...):"):
             for i, k in enumerate(self.kernels):
-                if k.kind == "loop":
+                if k.kind is KernelKind.LOOP:
                     self._loop(i, k)
                 else:
                     self._call(i, k)
@@ -165,7 +167,7 @@ class SegmentWriter:
         return self.n.scalar(v) if v.ndim == 0 else self.n.array(v)
 
     def _ref_out(self, v: Var) -> str:
-        return self.n.scalar(v) if self.kind[id(v)] == "scalar" else self.n.array(v)
+        return self.n.scalar(v) if self.form[id(v)] == "scalar" else self.n.array(v)
 
     # operands ---------------------------------------------------------------------------------
 
@@ -181,7 +183,7 @@ class SegmentWriter:
     def _operand(self, x: Any, space: tuple, in_loop: bool, dtype: Any = None) -> str:
         if not isinstance(x, Var):
             return self._literal(x, dtype) if dtype is not None else self.n.literal(x)
-        kind = self.kind.get(id(x))
+        kind = self.form.get(id(x))
         if kind in ("scalar", "loop"):
             return self.n.scalar(x)
         x = self._through.get(id(x), x)
@@ -216,7 +218,7 @@ class SegmentWriter:
         w, n = self.w, self.n
         # a value an earlier kernel made and this loop recomputes (partition rule 8) is still
         # that kernel's array after this loop
-        earlier = {id(e.out): self.kind[id(e.out)] for e in k.body if id(e.out) in self.kind}
+        earlier = {id(e.out): self.form[id(e.out)] for e in k.body if id(e.out) in self.form}
         space = k.space
         rank = len(space)
         if rank:
@@ -228,7 +230,7 @@ class SegmentWriter:
             w.comment(f"kernel {index}: scalar operations")
         for e in k.prologue:
             self._assign_scalar(e, space, False)
-            self.kind[id(e.out)] = "scalar"
+            self.form[id(e.out)] = "scalar"
         # accumulators: float sums accumulate in float64, integer ones in int64
         race = False
         for e in k.reductions:
@@ -285,11 +287,11 @@ class SegmentWriter:
             self._finish_reduction(e, space)
         for e in k.epilogue:
             self._assign_scalar(e, space, False)
-            self.kind[id(e.out)] = "scalar"
+            self.form[id(e.out)] = "scalar"
         for e in k.body:
             if id(e.out) in {id(v) for v in k.materialize}:
-                self.kind[id(e.out)] = "array"
-        self.kind.update(earlier)
+                self.form[id(e.out)] = "array"
+        self.form.update(earlier)
 
     def _outer(self, rank: int, emit: Any) -> None:
         """The outer loop of a kernel, written by `emit(loop)` with `loop` = "prange" or
@@ -344,7 +346,7 @@ class SegmentWriter:
                 if (
                     isinstance(x, Var)
                     and id(x) not in made_here
-                    and self.kind.get(id(x)) not in ("scalar", "loop")
+                    and self.form.get(id(x)) not in ("scalar", "loop")
                     and id(x) not in self._through
                 ):
                     out[id(x)] = x
@@ -396,7 +398,7 @@ class SegmentWriter:
             for e in k.reductions
             if e.op.name == "logsumexp"
             and tuple(e.params["dims"]) == (rank - 1,)
-            and self.kind.get(id(e.inputs[0])) == "array"
+            and self.form.get(id(e.inputs[0])) == "array"
         ]
 
     def _nest(self, headers: list[str], k: Any, space: tuple, depth: int = 0) -> None:
@@ -446,7 +448,7 @@ class SegmentWriter:
             return
         for e in k.body:
             self._assign_scalar(e, space, True)
-            self.kind[id(e.out)] = "loop"
+            self.form[id(e.out)] = "loop"
             if id(e.out) in materialized:
                 target = f"{n.array(e.out)}_1d[i0]" if self._flat else f"{n.array(e.out)}[{idx}]"
                 w.line(f"{target} = {n.scalar(e.out)}")
@@ -497,10 +499,10 @@ class SegmentWriter:
         w.comment(eqn_comment(n, e))
         if e.out.ndim == 0:
             w.line(f"{n.scalar(e.out)} = {cast(e.out)}({value})")
-            self.kind[id(e.out)] = "scalar"
+            self.form[id(e.out)] = "scalar"
         else:
             w.line(f"{n.array(e.out)} = ({value}).astype({cast(e.out)})")
-            self.kind[id(e.out)] = "array"
+            self.form[id(e.out)] = "array"
 
     # library calls ----------------------------------------------------------------------------
 
@@ -515,7 +517,7 @@ class SegmentWriter:
         target = n.scalar(e.out) if out_scalar else n.array(e.out)
         for line in e.op.call.source(e, ins, target, n.dims(e.out)):
             w.line(line)
-        self.kind[id(e.out)] = "scalar" if out_scalar else "array"
+        self.form[id(e.out)] = "scalar" if out_scalar else "array"
 
     def _ref(self, v: Var) -> str:
-        return self.n.scalar(v) if self.kind[id(v)] in ("scalar", "loop") else self.n.array(v)
+        return self.n.scalar(v) if self.form[id(v)] in ("scalar", "loop") else self.n.array(v)

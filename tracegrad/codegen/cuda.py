@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ..fuse.partition import KernelKind
 from ..ops.core import result_type
 from ..tape.ir import Var
 from .common import CAST, Naming, cast, eqn_comment, scalar_expr
@@ -92,7 +93,7 @@ class CudaSegmentWriter:
 
     def source(self) -> str:
         for i, k in enumerate(self.kernels):
-            if k.kind == "loop":
+            if k.kind is KernelKind.LOOP:
                 self._loop(i, k)
             else:
                 self._call(i, k)

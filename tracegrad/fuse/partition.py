@@ -43,11 +43,31 @@ The rules, applied in tape order (each is a comment beside the code that applies
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..tape.ir import Eqn, Tape, Var
+from ..tape.ir import Eqn, Tape, Var, WriteKind
+
+
+class KernelKind(enum.Enum):
+    """What runs a kernel: a fused loop nest, a library call, or an op's numpy forward."""
+
+    LOOP = "loop"
+    CALL = "call"
+    PYTHON = "python"
+
+
+class Role(enum.Enum):
+    """Where in its kernel an equation's value is made (what can read it, and from where)."""
+
+    READY = "ready"  # before every kernel: a tape input or constant
+    PROLOGUE = "prologue"  # a 0-d value computed before its loop
+    BODY = "body"  # one value per element of the loop's space
+    REDUCED = "reduced"  # an accumulator: complete only after the loop
+    EPILOGUE = "epilogue"  # a 0-d value computed after the loop, from accumulators
+    CALL = "call"  # the result of a library call or Python step
 
 
 def is_elementwise(e: Eqn) -> bool:
@@ -72,7 +92,7 @@ def is_call(e: Eqn) -> bool:
 def may_return_view(k: Any) -> bool:
     """A call or Python step whose result may be a view of its first input (numpy's reshape,
     transpose, basic indexing): every op whose `OpDef.new_array` is not set."""
-    return k.kind != "loop" and not k.eqn.op.new_array and bool(k.eqn.inputs)
+    return k.kind is not KernelKind.LOOP and not k.eqn.op.new_array and bool(k.eqn.inputs)
 
 
 @dataclass(eq=False)
@@ -87,7 +107,7 @@ class LoopKernel:
     epilogue: list[Eqn] = field(default_factory=list)
     materialize: list[Var] = field(default_factory=list)  # body values written to memory
 
-    kind = "loop"
+    kind = KernelKind.LOOP
 
     @property
     def eqns(self) -> list[Eqn]:
@@ -113,13 +133,13 @@ class CallKernel(_SingleEqn):
     """A library call between loops (`OpDef.call`: reshape, permute, indexing, cat, matmul via
     numpy's BLAS, ...)."""
 
-    kind = "call"
+    kind = KernelKind.CALL
 
 
 class PythonStep(_SingleEqn):
     """An op without a lowering: its numpy forward runs between compiled segments."""
 
-    kind = "python"
+    kind = KernelKind.PYTHON
 
 
 def partition(tape: Tape) -> list[Any]:
@@ -132,14 +152,14 @@ def partition(tape: Tape) -> list[Any]:
     its inputs allow (rule 7), so that what needs it can still join the loops after it."""
     kernels: list[Any] = []
     # where each var is made: (kernel, role); tape inputs and constants are nowhere (ready)
-    where: dict[int, tuple[Any, str]] = {}
+    made_at: dict[int, tuple[Any, Role]] = {}
     pos: dict[int, int] = {}  # id(kernel) -> its index in `kernels`
 
-    def place(x: Any) -> tuple[int, str]:
-        made = where.get(id(x)) if isinstance(x, Var) else None
-        return (-1, "ready") if made is None else (pos[id(made[0])], made[1])
+    def place(x: Any) -> tuple[int, Role]:
+        made = made_at.get(id(x)) if isinstance(x, Var) else None
+        return (-1, Role.READY) if made is None else (pos[id(made[0])], made[1])
 
-    def legal_in(k_index: int, ins: list, roles: tuple) -> bool:
+    def legal_in(k_index: int, ins: list, roles: tuple[Role, ...]) -> bool:
         # every input made before kernel k_index, or inside it in one of `roles`
         for x in ins:
             i, role = place(x)
@@ -163,15 +183,15 @@ def partition(tape: Tape) -> list[Any]:
     def new_loop(space: tuple, ins: list) -> int:
         return insert(LoopKernel(space=space), earliest(ins))
 
-    def first_legal(space: tuple, ins: list, roles: tuple) -> int | None:
+    def first_legal(space: tuple, ins: list, roles: tuple[Role, ...]) -> int | None:
         # kernels after the last call or Python step that an input comes from are candidates
         for i, k in enumerate(kernels):
-            if k.kind == "loop" and k.space == space and legal_in(i, ins, roles):
+            if k.kind is KernelKind.LOOP and k.space == space and legal_in(i, ins, roles):
                 return i
         return None
 
-    def put(x: Var, target: int, role: str) -> None:
-        where[id(x)] = (kernels[target], role)
+    def put(x: Var, target: int, role: Role) -> None:
+        made_at[id(x)] = (kernels[target], role)
 
     for e in tape.eqns:
         ins = [x for x in e.inputs if isinstance(x, Var)]
@@ -181,42 +201,42 @@ def partition(tape: Tape) -> list[Any]:
             # rule 3: 0-d equations go into a prologue when their inputs are ready before that
             # loop, or into the epilogue of the loop whose reduction they need (rule 2)
             last = max((place(x)[0] for x in ins), default=-1)
-            after_loop = any(place(x) in ((last, "red"), (last, "epi")) for x in ins)
+            after_loop = any(place(x) in ((last, Role.REDUCED), (last, Role.EPILOGUE)) for x in ins)
             target, part = None, None
-            if last >= 0 and after_loop and kernels[last].kind == "loop":
+            if last >= 0 and after_loop and kernels[last].kind is KernelKind.LOOP:
                 target, part = last, "epilogue"
             else:
                 for i in range(max(last, 0), len(kernels)):
-                    if kernels[i].kind == "loop" and legal_in(i, ins, ("pro",)):
+                    if kernels[i].kind is KernelKind.LOOP and legal_in(i, ins, (Role.PROLOGUE,)):
                         target, part = i, "prologue"
                         break
             if target is None:
                 target, part = new_loop((), ins), "prologue"
             getattr(loop(target), part).append(e)
-            put(e.out, target, "pro" if part == "prologue" else "epi")
+            put(e.out, target, Role.PROLOGUE if part == "prologue" else Role.EPILOGUE)
             continue
         if is_elementwise(e):
             # rule 1: join the earliest loop over the same space whose body can read every
             # input: made before it, or a prologue scalar or body value of it (not a value
             # reduced in it: rule 2)
-            target = first_legal(e.out.shape, ins, ("pro", "body"))
+            target = first_legal(e.out.shape, ins, (Role.PROLOGUE, Role.BODY))
             if target is None or _delays_past_a_bigger_loop(kernels, earliest(ins), target, e):
                 target = new_loop(e.out.shape, ins)
             loop(target).body.append(e)
-            put(e.out, target, "body")
+            put(e.out, target, Role.BODY)
             continue
         if is_reduction(e):
             # rule 2: a reduction over a loop's space joins it as an accumulator
-            target = first_legal(ins[0].shape, ins, ("body",))
+            target = first_legal(ins[0].shape, ins, (Role.BODY,))
             if target is None:
                 target = new_loop(ins[0].shape, ins)
             loop(target).reductions.append(e)
-            put(e.out, target, "red")
+            put(e.out, target, Role.REDUCED)
             continue
         # rules 4 and 5: library calls and Python steps run between loops, after their inputs
         # (rule 7: as early as those allow)
         target = insert(CallKernel(e) if is_call(e) else PythonStep(e), earliest(ins))
-        put(e.out, target, "call")
+        put(e.out, target, Role.CALL)
 
     _recompute_cheap_values(tape, kernels)
     _read_before_overwrite(tape, kernels)
@@ -235,7 +255,7 @@ def _recompute_cheap_values(tape: Tape, kernels: list[Any]) -> None:
     stops writing v, and stops computing it if it does not use it itself."""
     final = {id(x) for x in tape.outputs if isinstance(x, Var)}
     final |= {id(w.value) for w in tape.writes if isinstance(w.value, Var)}
-    loops = [k for k in kernels if k.kind == "loop"]
+    loops = [k for k in kernels if k.kind is KernelKind.LOOP]
     order = {id(e): i for i, e in enumerate(tape.eqns)}
     for k in loops:
         made = {id(e.out): e for e in k.body}
@@ -245,7 +265,7 @@ def _recompute_cheap_values(tape: Tape, kernels: list[Any]) -> None:
                 continue
             readers = [c for c in kernels if c is not k and any(_reads(q, v) for q in c.eqns)]
             if not readers or any(
-                c.kind != "loop" or tuple(c.space) != tuple(v.shape) or _defines(c, v)
+                c.kind is not KernelKind.LOOP or tuple(c.space) != tuple(v.shape) or _defines(c, v)
                 for c in readers
             ):
                 continue
@@ -307,8 +327,8 @@ def _read_before_overwrite(tape: Tape, kernels: list[Any]) -> None:
     between them that they need, when none of those needs the loop. Otherwise nothing moves
     (the write then goes through a separate buffer, as before)."""
     for w in tape.writes:
-        v, old = w.value, w.label
-        if w.kind != "data" or not isinstance(v, Var) or not isinstance(old, Var):
+        v, old = w.value, w.target
+        if w.kind is not WriteKind.DATA or not isinstance(v, Var) or not isinstance(old, Var):
             continue
         at = next((i for i, k in enumerate(kernels) if _defines(k, v)), None)
         if at is None:
@@ -372,7 +392,7 @@ def _reads(e: Eqn, v: Var) -> bool:
 
 
 def _defines(k: Any, v: Var) -> bool:
-    return k.kind == "loop" and any(e.out is v for e in k.body)
+    return k.kind is KernelKind.LOOP and any(e.out is v for e in k.body)
 
 
 def _delays_past_a_bigger_loop(kernels: list, ready: int, target: int, e: Eqn) -> bool:
@@ -381,7 +401,9 @@ def _delays_past_a_bigger_loop(kernels: list, ready: int, target: int, e: Eqn) -
     loss, needed by the pass over the logits); a new loop before that one costs a pass over
     the smaller space only."""
     size = math.prod(e.out.shape)
-    return any(k.kind == "loop" and math.prod(k.space) > size for k in kernels[ready:target])
+    return any(
+        k.kind is KernelKind.LOOP and math.prod(k.space) > size for k in kernels[ready:target]
+    )
 
 
 def _mark_materialized(tape: Tape, kernels: list[Any]) -> None:
@@ -389,7 +411,7 @@ def _mark_materialized(tape: Tape, kernels: list[Any]) -> None:
     it (a later kernel, an output, a state write)."""
     owner: dict[int, Any] = {}
     for k in kernels:
-        if k.kind == "loop":
+        if k.kind is KernelKind.LOOP:
             for e in k.body:
                 owner.setdefault(id(e.out), k)
     needed: set[int] = set()
@@ -407,7 +429,7 @@ def _mark_materialized(tape: Tape, kernels: list[Any]) -> None:
         if isinstance(x, Var) and id(x) in owner:
             needed.add(id(x))
     for k in kernels:
-        if k.kind == "loop":
+        if k.kind is KernelKind.LOOP:
             # written by the loop that computes it first (a loop recomputing it keeps its own
             # copy in a register)
             k.materialize = [e.out for e in k.body if id(e.out) in needed and owner[id(e.out)] is k]
@@ -417,12 +439,12 @@ def describe(kernels: list[Any]) -> str:
     """One line per kernel (TRACEGRAD_DEBUG=2)."""
     lines = []
     for n, k in enumerate(kernels):
-        if k.kind == "loop":
+        if k.kind is KernelKind.LOOP:
             lines.append(
                 f"kernel {n}: loop over {k.space}: {len(k.prologue)} prologue, "
                 f"{len(k.body)} body, {len(k.reductions)} reductions, {len(k.epilogue)} "
                 f"epilogue; writes {len(k.materialize)} arrays"
             )
         else:
-            lines.append(f"kernel {n}: {k.kind} {k.eqn.op.name}")
+            lines.append(f"kernel {n}: {k.kind.value} {k.eqn.op.name}")
     return "\n".join(lines)

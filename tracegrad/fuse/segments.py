@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..tape.ir import Var
+from .partition import KernelKind
 
 
 def group_segments(kernels: list, apart: Callable[[Any], bool]) -> list:
@@ -70,6 +71,6 @@ def segment_io(kernels: list, used_later: set[int]) -> tuple[list[Var], list[Var
 
 def visible_after(k: Any) -> list[Var]:
     """The values kernel `k` leaves for the kernels after it."""
-    if k.kind != "loop":
+    if k.kind is not KernelKind.LOOP:
         return [k.eqn.out]
     return [e.out for e in k.prologue + k.reductions + k.epilogue] + list(k.materialize)

@@ -28,7 +28,7 @@ from ..devices import (
     is_device_array,
     to_host,
 )
-from ..fuse.partition import partition
+from ..fuse.partition import KernelKind, partition
 from ..fuse.segments import group_segments, later_uses_of, segment_io
 from ..tape.ir import Var
 from . import compile_cache
@@ -66,7 +66,9 @@ class CudaExecutable:
             if e.op.name == "const"
         }
         cache = compile_cache.disk_enabled()
-        groups = group_segments(self.kernels, lambda k: k.kind != "loop" and not cuda_lowers(k.eqn))
+        groups = group_segments(
+            self.kernels, lambda k: k.kind is not KernelKind.LOOP and not cuda_lowers(k.eqn)
+        )
         self.steps: list[Any] = []
         for g, used_later in zip(groups, later_uses_of(tape, groups)):
             if not isinstance(g, list):
@@ -84,7 +86,7 @@ class CudaExecutable:
         # results must not be an argument's array (or a view of one): those are copied
         fresh: set[int] = set()
         for k in self.kernels:
-            if k.kind == "call" and k.eqn.op.name == "reshape":
+            if k.kind is KernelKind.CALL and k.eqn.op.name == "reshape":
                 if id(k.eqn.inputs[0]) in fresh:
                     fresh.add(id(k.eqn.out))
             else:

@@ -26,10 +26,10 @@ import numpy as np
 from ..codegen.common import Naming, tape_names
 from ..codegen.cpu import SegmentWriter
 from ..codegen.driver import DriverWriter, owned
-from ..fuse.partition import describe, may_return_view, partition
+from ..fuse.partition import KernelKind, describe, may_return_view, partition
 from ..fuse.segments import group_segments, later_uses_of, segment_io
 from ..tape.interpret import interpret
-from ..tape.ir import Var
+from ..tape.ir import Var, WriteKind
 from . import compile_cache
 
 
@@ -159,7 +159,7 @@ class NumbaExecutable:
         # a second copy of the library with a second thread pool, and the two pools' spinning
         # threads starved each other (a conv net's step: 44 ms in Numba vs 6 ms in numpy;
         # docs/compiler.md)
-        groups = group_segments(self.kernels, lambda k: k.kind == "python" or _in_numpy(k))
+        groups = group_segments(self.kernels, lambda k: k.kind is KernelKind.PYTHON or _in_numpy(k))
         later_uses = later_uses_of(self.tape, groups)
         donations = self._donations()
         captured = {id(x): x for x in tape.captured}
@@ -253,12 +253,12 @@ class NumbaExecutable:
         outputs |= {alias_of[v] for v in list(outputs) if v in alias_of}  # views returned
         targets: dict[int, int] = {}
         for w in self.tape.writes:
-            if w.kind == "data" and isinstance(w.label, Var):
-                targets[id(w.label)] = targets.get(id(w.label), 0) + 1
+            if w.kind is WriteKind.DATA and isinstance(w.target, Var):
+                targets[id(w.target)] = targets.get(id(w.target), 0) + 1
         donations: dict[int, int] = {}
         for w in self.tape.writes:
-            v, old = w.value, w.label
-            if w.kind != "data" or not isinstance(v, Var) or not isinstance(old, Var):
+            v, old = w.value, w.target
+            if w.kind is not WriteKind.DATA or not isinstance(v, Var) or not isinstance(old, Var):
                 continue
             i = position.get(id(v))
             if i is None or targets[id(old)] != 1 or v.aval != old.aval:
@@ -266,7 +266,7 @@ class NumbaExecutable:
             if id(old) in outputs or id(v) in {id(x) for x in self.tape.outputs}:
                 continue
             k = self.kernels[i]
-            if k.kind != "loop" or not k.space or tuple(k.space) != tuple(old.shape):
+            if k.kind is not KernelKind.LOOP or not k.space or tuple(k.space) != tuple(old.shape):
                 continue
             if id(v) not in {id(m) for m in k.materialize}:
                 continue
@@ -299,7 +299,7 @@ class NumbaExecutable:
         for k in self.kernels:
             if not may_return_view(k):
                 fresh.update(id(e.out) for e in k.eqns)
-            elif k.kind == "call" and id(k.eqn.inputs[0]) in fresh:
+            elif k.kind is KernelKind.CALL and id(k.eqn.inputs[0]) in fresh:
                 fresh.add(id(k.eqn.out))  # a reshape, permute or slice of a new array
         return fresh
 
@@ -361,7 +361,7 @@ def _reads(e: Any, v: Var) -> bool:
 
 def _in_numpy(k: Any) -> bool:
     """A library call that runs in numpy between segments (`Call.source` None: matmul)."""
-    return k.kind == "call" and k.eqn.op.call.source is None
+    return k.kind is KernelKind.CALL and k.eqn.op.call.source is None
 
 
 def _calls_blas(k: Any) -> bool:

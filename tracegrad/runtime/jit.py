@@ -39,6 +39,7 @@ from ..devices import is_device_array, to_host
 from ..ops.core import is_scalar
 from ..tape import check
 from ..tape.errors import TracerError
+from ..tape.ir import WriteKind
 from ..tape.passes import optimize
 from ..tensor import Tensor, tracing
 from ..trace.pystate import compile_code, compile_scalars, describe, module_edits, same
@@ -188,14 +189,14 @@ def _write_back(write: Any, value: Any) -> None:
     if is_device_array(value):
         # the CUDA target: state keeps living where it lives (a CUDA tensor gets the new device
         # array; a CPU tensor captured by a CUDA function gets its new value copied back)
-        home = t._data if write.kind == "data" else t
-        if write.kind == "data" and is_device_array(home):
+        home = t._data if write.kind is WriteKind.DATA else t
+        if write.kind is WriteKind.DATA and is_device_array(home):
             t._data = value
             t._version[0] += 1
             return
         if not is_device_array(getattr(home, "_data", home)):
             value = to_host(value)
-    if write.kind == "data":
+    if write.kind is WriteKind.DATA:
         target = t._data
         if value is target:
             pass  # computed in place (a donated buffer: executor._donations)

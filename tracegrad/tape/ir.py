@@ -19,6 +19,7 @@ A tape is a straight-line program over the op table::
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import numpy as np
@@ -70,19 +71,30 @@ class Eqn:
         return f"Eqn({self.op.name}, {len(self.inputs)} inputs)"
 
 
+class WriteKind(enum.Enum):
+    """What a state write replaces: a captured tensor's data, or its `.grad`."""
+
+    DATA = "data"
+    GRAD = "grad"
+
+
 class StateWrite:
-    """After a call, store `value` into captured state: the data of `tensor` (kind "data") or
-    its `.grad` (kind "grad"; `value` None means set `.grad = None`). `in_place` says whether
-    the target tensor object exists and is overwritten, or a new `.grad` tensor is made."""
+    """After a call, store `value` into captured state: the data of `tensor` (`WriteKind.DATA`)
+    or its `.grad` (`WriteKind.GRAD`; `value` None means set `.grad = None`). `in_place` says
+    whether the target tensor object exists and is overwritten, or a new `.grad` tensor is
+    made. `target`: the tensor's captured var on the tape (its old value, which names it in the
+    printed tape), or None when the tape does not read the tensor."""
 
-    __slots__ = ("tensor_ref", "kind", "value", "in_place", "label")
+    __slots__ = ("tensor_ref", "kind", "value", "in_place", "target")
 
-    def __init__(self, tensor_ref: Any, kind: str, value: Any, in_place: bool, label: str):
+    def __init__(
+        self, tensor_ref: Any, kind: WriteKind, value: Any, in_place: bool, target: Var | None
+    ) -> None:
         self.tensor_ref = tensor_ref
         self.kind = kind
         self.value = value
         self.in_place = in_place
-        self.label = label
+        self.target = target
 
 
 class Tape:

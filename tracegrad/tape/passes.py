@@ -38,7 +38,7 @@ def _rebuild(tape: Tape, eqns: list[Eqn], subst: dict[int, Any]) -> Tape:
     new_eqns = [Eqn(e.op, tuple(s(x) for x in e.inputs), e.out, e.params) for e in eqns]
     outputs = [s(x) for x in tape.outputs]
     writes = [
-        StateWrite(w.tensor_ref, w.kind, s(w.value), w.in_place, w.label) for w in tape.writes
+        StateWrite(w.tensor_ref, w.kind, s(w.value), w.in_place, w.target) for w in tape.writes
     ]
     return tape.copy_with(new_eqns, outputs, writes)
 

@@ -97,8 +97,8 @@ def pprint(tape: Any, width: int = 100) -> str:
     outs = ", ".join(atom(x) for x in tape.outputs)
 
     def target(w: Any) -> str:
-        owner = name(w.label) if w.label is not None else "<tensor>"
-        return owner if w.kind == "data" else owner + ".grad"
+        owner = name(w.target) if w.target is not None else "<tensor>"
+        return owner if w.kind.value == "data" else owner + ".grad"  # (ir.WriteKind)
 
     writes = ", ".join(
         f"{target(w)} <- {atom(w.value) if w.value is not None else 'None'}" for w in tape.writes

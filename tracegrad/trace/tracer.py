@@ -39,7 +39,7 @@ from .. import ops
 from ..autograd.pytree import flatten, unflatten
 from ..ops.core import Aval, is_scalar, result_type
 from ..tape.errors import TracerError, user_location
-from ..tape.ir import StateWrite, Tape, Var
+from ..tape.ir import StateWrite, Tape, Var, WriteKind
 from ..tensor import Tensor, tracing
 from . import pystate
 from .pystate import ModuleGuard, OptimizerGuard, Source, Sym
@@ -238,16 +238,22 @@ class Tracer:
         for rec in self.captured:
             if rec.tensor._data is not rec.var:
                 writes.append(
-                    StateWrite(weakref.ref(rec.tensor), "data", rec.tensor._data, True, rec.var)
+                    StateWrite(
+                        weakref.ref(rec.tensor), WriteKind.DATA, rec.tensor._data, True, rec.var
+                    )
                 )
         for t, old in self.grad_writes.values():
             new = t._grad
             if new is old:
                 continue  # same tensor object; a change of its data is a data write above
             if new is None:
-                writes.append(StateWrite(weakref.ref(t), "grad", None, False, self._label(t)))
+                writes.append(
+                    StateWrite(weakref.ref(t), WriteKind.GRAD, None, False, self._target(t))
+                )
             elif type(new._data) is Var:
-                writes.append(StateWrite(weakref.ref(t), "grad", new._data, False, self._label(t)))
+                writes.append(
+                    StateWrite(weakref.ref(t), WriteKind.GRAD, new._data, False, self._target(t))
+                )
             else:
                 raise TracerError(
                     "a jitted function assigned an existing tensor to .grad; assign a value "
@@ -267,7 +273,7 @@ class Tracer:
                 "update it in place."
             )
 
-    def _label(self, t: Tensor) -> Any:
+    def _target(self, t: Tensor) -> Any:
         rec = self._captured_ids.get(id(t))
         return rec.var if rec is not None else None
 
