@@ -783,17 +783,17 @@ def norm(
         p = 2
     if p == "nuc" or isinstance(p, str):
         raise ValueError(f"norm: p={p!r} is a matrix norm, which tracegrad does not have")
+    if p == 0:
+        return sum(ops.astype(ops.ne(x, 0), dtype=x.dtype), dim, keepdim)
+    if p == 2:  # x * x needs no abs (clip_grad_norm_ calls this once per parameter)
+        return _safe_root(sum(ops.mul(x, x), dim, keepdim), 2)
     a = ops.abs(x)
     if p == math.inf:
         return amax(a, dim if dim is not None else (), keepdim)
     if p == -math.inf:
         return amin(a, dim if dim is not None else (), keepdim)
-    if p == 0:
-        return sum(ops.astype(ops.ne(x, 0), dtype=x.dtype), dim, keepdim)
     if p == 1:
         return sum(a, dim, keepdim)
-    if p == 2:
-        return _safe_root(sum(ops.mul(x, x), dim, keepdim), 2)
     return _safe_root(sum(ops.pow(a, p), dim, keepdim), p)
 
 
