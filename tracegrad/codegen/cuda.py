@@ -31,7 +31,7 @@ tape name does.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,41 @@ class _Kernel:
     def use(self, param: str, host: str | None = None) -> str:
         self.params.setdefault(param, host if host is not None else param)
         return param
+
+
+# the kernel writer of each op this target lowers (besides loops): op name -> (which equations it
+# covers, the CudaSegmentWriter method that writes them). Registered beside each writer with
+# @_writes; ops without one run as host steps (cuda_executor.py)
+_WRITERS: dict[str, tuple[Callable[[Any], bool], str]] = {}
+
+
+def _always(e: Any) -> bool:
+    return True
+
+
+def _writes(*ops: str, applies: Callable[[Any], bool] = _always) -> Callable:
+    def register(method: Callable) -> Callable:
+        for op in ops:
+            _WRITERS[op] = (applies, method.__name__)
+        return method
+
+    return register
+
+
+def _basic_index(e: Any) -> bool:
+    from ..ops.shape import ARRAY
+
+    return not any(p is ARRAY for p in e.params["idx"]) and e.out.size > 0
+
+
+def _sized(e: Any) -> bool:
+    return e.inputs[0].size > 0 and e.out.size > 0
+
+
+def cuda_lowers(e: Any) -> bool:
+    """Whether the CUDA target has a kernel for this equation (others run as host steps)."""
+    writer = _WRITERS.get(e.op.name)
+    return writer is not None and writer[0](e)
 
 
 class CudaSegmentWriter:
@@ -419,21 +454,26 @@ class CudaSegmentWriter:
         e = k.eqn
         host.comment(f"kernel {index}: {e.op.name}")
         host.comment(eqn_comment(n, e))
-        x = e.inputs[0]
-        xs = n.array(x)
-        target = n.array(e.out)
-        if e.op.name == "reshape":
-            shape = ", ".join(n.dims(e.out)) if e.out.ndim else "1"
-            host.line(f"{target} = {xs}.reshape({shape})  # a view: arrays here are contiguous")
-        elif e.op.name == "matmul":
-            host.line(f"{target} = matmul({xs}, {n.array(e.inputs[1])}, {e.out.ndim})")
-        elif e.op.name == "permute":
-            self._permute(index, e)
-        elif e.op.name in _INDEX_WRITERS:
-            getattr(self, "_" + e.op.name)(index, e)
-        else:  # pragma: no cover - the executor only sends the ops above
-            raise AssertionError(e.op.name)
+        getattr(self, _WRITERS[e.op.name][1])(index, e)
 
+    @_writes("reshape")
+    def _reshape(self, index: int, e: Any) -> None:
+        shape = ", ".join(self.n.dims(e.out)) if e.out.ndim else "1"
+        self.host.line(
+            f"{self.n.array(e.out)} = {self.n.array(e.inputs[0])}.reshape({shape})"
+            "  # a view: arrays here are contiguous"
+        )
+
+    # batched or 1-D x N-D: one tiled GEMM per batch element
+    @_writes(
+        "matmul",
+        applies=lambda e: e.inputs[0].dtype.kind == "f" and e.inputs[0].dtype == e.inputs[1].dtype,
+    )
+    def _matmul(self, index: int, e: Any) -> None:
+        x, y = (self.n.array(v) for v in e.inputs)
+        self.host.line(f"{self.n.array(e.out)} = matmul({x}, {y}, {e.out.ndim})")
+
+    @_writes("permute")
     def _permute(self, index: int, e: Any) -> None:
         """out[i0, i1, ...] = x[...]: out's dim d is x's dim perm[d]."""
         n = self.n
@@ -493,6 +533,7 @@ class CudaSegmentWriter:
     def _launch_over(self, kd: _Kernel, dims: list[str]) -> None:
         self._launch(kd, f"grid({' * '.join(dims) or '1'})")
 
+    @_writes("full")
     def _full(self, index: int, e: Any) -> None:
         """out = value everywhere."""
         self._alloc(e.out)
@@ -545,6 +586,7 @@ class CudaSegmentWriter:
 
         return list(_zero_strided(Aval(shape, np.float64))[idx].shape)
 
+    @_writes("getitem", applies=_basic_index)
     def _getitem(self, index: int, e: Any) -> None:
         """out[i...] = x[start + step * i ...] (basic indexing: a strided gather)."""
         x = e.inputs[0]
@@ -559,6 +601,7 @@ class CudaSegmentWriter:
         self._end_loop(kd, block)
         self._launch_over(kd, dims)
 
+    @_writes("unindex", applies=_basic_index)
     def _unindex(self, index: int, e: Any) -> None:
         """getitem's adjoint for basic indexing: zeros, with g written into the region (a basic
         index never repeats an element, so plain stores)."""
@@ -575,6 +618,7 @@ class CudaSegmentWriter:
         self._end_loop(kd, block)
         self._launch_over(kd, dims)
 
+    @_writes("setitem", applies=_basic_index)
     def _setitem(self, index: int, e: Any) -> None:
         """out = a copy of x, with the region of a basic index set to v (broadcast)."""
         x, v = e.inputs[0], e.inputs[1]
@@ -608,6 +652,7 @@ class CudaSegmentWriter:
         self._end_loop(kd, block)
         self._launch(kd, f"grid({' * '.join(dims) or '1'})")
 
+    @_writes("cat")
     def _cat(self, index: int, e: Any) -> None:
         """Each input copied into its slab of the result (offsets summed from the sizes)."""
         dim = e.params["dim"]
@@ -632,6 +677,7 @@ class CudaSegmentWriter:
             self.host.line(f"{kd.name}[grid({' * '.join(dims)})]({', '.join(args)})")
             self.host.line(f"_offset += m{dim}")
 
+    @_writes("gather")
     def _gather(self, index: int, e: Any) -> None:
         """out[i...] = x[i0, .., index[i...], ..] along dim (negative indices wrap; an index out
         of range is an IndexError, checked after the kernel)."""
@@ -658,6 +704,7 @@ class CudaSegmentWriter:
         self._launch_over(kd, dims)
         self._check_index("gather", dim, x, ix)
 
+    @_writes("scatter_add", applies=lambda e: e.out.dtype.kind == "f")  # float atomics
     def _scatter_add(self, index: int, e: Any) -> None:
         """out = a copy of x; out[i0, .., index[i...], ..] += src[i...] with atomic adds (an
         index may repeat)."""
@@ -697,6 +744,7 @@ class CudaSegmentWriter:
         shape, ishape = self._shape_expr(x), self._shape_expr(ix)
         self.host.line(f'check_index(_err, "{op}", {dim}, {shape}, {ishape})')
 
+    @_writes("index_check")
     def _index_check(self, index: int, e: Any) -> None:
         """The indices themselves (an alias), after a kernel checked 0 <= i < size."""
         x = e.inputs[0]
@@ -727,6 +775,7 @@ class CudaSegmentWriter:
         values = [*p["stride"], *p["dilation"]] + ([*p["padding"]] if with_padding else [])
         return [self._literal(kd, int(v), np.int64) for v in values]
 
+    @_writes("unfold2d", applies=_sized)
     def _unfold2d(self, index: int, e: Any) -> None:
         """im2col: out[c, i, j, b, r, q] = x[b, c, r*sh + i*dh - ph, q*sw + j*dw - pw] (the
         padding value outside the input)."""
@@ -762,6 +811,7 @@ class CudaSegmentWriter:
             names.append(f"m{d}")
         return names
 
+    @_writes("fold2d", applies=_sized)
     def _fold2d(self, index: int, e: Any) -> None:
         """col2im, as a gather (no atomics): out[b, c, h, w] = the sum of the columns whose
         window position lands on (h, w) -- for each window offset (i, j), the output position
@@ -791,6 +841,7 @@ class CudaSegmentWriter:
         self._end_loop(kd, block)
         self._launch_over(kd, dims)
 
+    @_writes("conv2d", applies=_sized)
     def _conv2d(self, index: int, e: Any) -> None:
         """im2col (the unfold kernel), one tiled GEMM per group, then (O, N, OH, OW) ->
         (N, O, OH, OW)."""
@@ -844,6 +895,7 @@ class CudaSegmentWriter:
         window = (kh, kw, *self._window_params(kd, e))
         return kd, xs, out, dims, self._loop_over(kd, rank), window
 
+    @_writes("max_pool2d", applies=_sized)
     def _max_pool2d(self, index: int, e: Any) -> None:
         """The maximum of each window (padding is -inf; NaN propagates, as eager)."""
         kd, xs, out, dims, block, window = self._window_kernel(index, e, "max_pool", 4)
@@ -857,6 +909,7 @@ class CudaSegmentWriter:
         self._end_loop(kd, block)
         self._launch_over(kd, dims)
 
+    @_writes("max_pool2d_argmax", applies=_sized)
     def _max_pool2d_argmax(self, index: int, e: Any) -> None:
         """The position (hi * W + wi) of each window's first element equal to its maximum
         `out` (the first NaN when that is NaN); H * W for a window with no element inside the
@@ -876,9 +929,11 @@ class CudaSegmentWriter:
         self._end_loop(kd, block)
         self._launch_over(kd, dims)
 
+    @_writes("argmax", applies=lambda e: e.inputs[0].size > 0)
     def _argmax(self, index: int, e: Any) -> None:
         self._arg_reduce(index, e, ">")
 
+    @_writes("argmin", applies=lambda e: e.inputs[0].size > 0)
     def _argmin(self, index: int, e: Any) -> None:
         self._arg_reduce(index, e, "<")
 
@@ -960,49 +1015,6 @@ class CudaSegmentWriter:
             w.line("cuda.syncthreads()  # _sh is reused next")
             w.line("_o += cuda.gridDim.x")
         self._launch(kd, f"reduce_grid({m.replace('n', 'm')})")
-
-
-# ops the CUDA target lowers that the CPU runs as numpy steps (see cuda_lowers)
-_INDEX_WRITERS = frozenset(
-    (
-        "full",
-        "getitem",
-        "unindex",
-        "setitem",
-        "cat",
-        "gather",
-        "scatter_add",
-        "unfold2d",
-        "fold2d",
-        "conv2d",
-        "max_pool2d",
-        "max_pool2d_argmax",
-        "argmax",
-        "argmin",
-        "index_check",
-    )
-)
-
-
-def cuda_lowers(e: Any) -> bool:
-    """Whether the CUDA target has a kernel for this op (others run as host steps)."""
-    from ..ops.shape import ARRAY
-
-    name = e.op.name
-    if name in ("reshape", "permute"):
-        return True
-    if name in ("getitem", "unindex", "setitem"):
-        return not any(p is ARRAY for p in e.params["idx"]) and e.out.size > 0
-    if name == "scatter_add":
-        return e.out.dtype.kind == "f"  # float atomics
-    if name in ("argmax", "argmin"):
-        return e.inputs[0].size > 0
-    if name == "matmul":  # batched or 1-D x N-D: one tiled GEMM per batch element
-        x, y = e.inputs
-        return x.dtype.kind == "f" and x.dtype == y.dtype
-    if name in ("conv2d", "max_pool2d", "max_pool2d_argmax", "fold2d", "unfold2d"):
-        return e.inputs[0].size > 0 and e.out.size > 0
-    return name in ("full", "cat", "gather", "index_check")
 
 
 @contextlib.contextmanager
