@@ -992,7 +992,13 @@ def _parse_index(index: Any) -> tuple[tuple, tuple]:
         elif isinstance(part, (int, np.integer)):
             parts.append(int(part))
         elif isinstance(part, Tensor) and part.ndim == 0 and part.dtype.kind in "iu":
-            parts.append(int(part.item()))
+            if type(part._data) is Var:
+                # traced: its value is data, so it is an index array (0-d: the same result
+                # shape as the integer it holds, as in numpy)
+                arrays.append(part if part.dtype == np.int64 else ops.astype(part, dtype=np.int64))
+                parts.append(ops.ARRAY)
+            else:
+                parts.append(int(part.item()))
         else:
             t = part if isinstance(part, Tensor) else Tensor._wrap(np.asarray(part))
             if t.dtype.kind not in "biu":

@@ -616,3 +616,21 @@ def test_source_reads_in_the_tapes_names_and_values():
     for line in tape_lines:
         assert f"# {line}" in src, line
     assert "LI0 = np.float32(LI[0])  # 2" in src  # literal slots show their values
+
+
+def test_a_zero_dim_integer_tensor_indexes_inside_jit():
+    # PyTorch code indexes with 0-d tensors (`emb[token]`, `x[:, t]`): eagerly an integer, under
+    # tg.jit an index array (its value is data), same values and gradients, no retrace per value
+    w = tg.tensor(np.arange(12.0).reshape(4, 3))
+
+    def f(w, i, j):
+        return (w[i] * 2).sum() + (w[:, j] ** 2).sum()
+
+    g = tg.jit(tg.value_and_grad(f))
+    for k, c in ((0, 2), (3, 0), (-1, -2)):
+        i, j = tg.tensor(k), tg.tensor(c)
+        value, grad = g(w, i, j)
+        evalue, egrad = tg.value_and_grad(f)(w, i, j)
+        close(value, evalue)
+        close(grad, egrad)
+    assert g.stats["traces"] == 1
