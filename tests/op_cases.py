@@ -334,6 +334,15 @@ def _two_distinct(d: Any) -> tuple:
     return (distinct(d, shape), distinct(d, shape) + 0.11), {}
 
 
+def _remainder(d: Any) -> tuple:
+    # every x / y at least 0.2 from an integer (remainder jumps there, and finite differences
+    # across a jump are not its gradient), divisors of both signs, any broadcast
+    sx, sy = two_shapes(d)
+    x = d(hnp.arrays(np.float64, sx, elements=st.sampled_from([0.35, -1.6, -0.5])))
+    y = d(hnp.arrays(np.float64, sy, elements=st.sampled_from([0.7, -0.9, 1.3])))
+    return (layout(d, x), layout(d, y)), {}
+
+
 def _setitem(d: Any) -> tuple:
     shape = d(shapes(min_dims=1))
     idx, arrays = _index(d, shape, nonneg=True)
@@ -605,6 +614,7 @@ CASES: dict[str, Case] = {
     "div": binary_case(np.true_divide, yaway=0.3),
     "neg": unary_case(np.negative),
     "pow": binary_case(np.power, xlo=0.3, xhi=2.0, ylo=-1.5, yhi=2.5, yaway=0.0),
+    "remainder": Case(_remainder, np.remainder),
     "maximum": Case(_two_distinct, np.maximum),
     "minimum": Case(_two_distinct, np.minimum),
     "where": Case(_where, np.where),

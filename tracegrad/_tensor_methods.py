@@ -18,7 +18,7 @@ _SAME_NAME = (
     "minimum eq ne lt le gt ge clamp clip matmul mm bmm dot sum mean prod amax amin max min "
     "argmax argmin var std logsumexp softmax log_softmax all any reshape view flatten permute "
     "transpose swapaxes unsqueeze squeeze expand split chunk narrow unbind gather scatter_add "
-    "index_select clone multiply divide true_divide subtract"
+    "index_select clone multiply divide true_divide subtract remainder"
 ).split()
 
 for _name in _SAME_NAME:

@@ -90,6 +90,7 @@ mul = multiply = _binary(ops.mul)
 div = divide = true_divide = _binary(ops.div)
 pow = _binary(ops.pow)  # noqa: A001
 maximum = _binary(ops.maximum)
+remainder = _binary(ops.remainder)  # `%`: the divisor's sign, as PyTorch's
 minimum = _binary(ops.minimum)
 eq = _binary(ops.eq)
 ne = _binary(ops.ne)

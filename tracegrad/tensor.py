@@ -568,6 +568,12 @@ class Tensor:
     def __rpow__(self, other: Any) -> Tensor:
         return dispatch(ops.pow, (_operand(other), self), _NO_PARAMS)
 
+    def __mod__(self, other: Any) -> Tensor:
+        return dispatch(ops.remainder, (self, _operand(other)), _NO_PARAMS)
+
+    def __rmod__(self, other: Any) -> Tensor:
+        return dispatch(ops.remainder, (_operand(other), self), _NO_PARAMS)
+
     def __matmul__(self, other: Any) -> Tensor:
         return ops.matmul(self, _as_tensor(other))
 

@@ -219,6 +219,21 @@ div = binary(
     saves_out=True,
 )
 
+# remainder (PyTorch's `%` and `torch.remainder`): the result has the divisor's sign, as in
+# Python and numpy. d/dx = 1, d/dy = -floor(x / y), written -(x - out) / y (no floor op; exact
+# up to rounding), 0 almost everywhere's second derivative
+remainder = binary(
+    "remainder",
+    quiet(np.remainder),
+    (
+        lambda g, out, x, y: unbroadcast(g, x.shape),
+        lambda g, out, x, y: unbroadcast(neg(mul(g, div(sub(x, out), y))), y.shape),
+    ),
+    "({0} % {1})",
+    saves=(0, 1),
+    saves_out=True,
+)
+
 neg = unary("neg", np.negative, lambda g, out, x: neg(g), "(-{0})", dtype=_same, cheap=True)
 
 
