@@ -105,7 +105,8 @@ def train(
     if mode == "jit":
         print(
             "  (jit: the first call runs eagerly, the second traces and compiles the step: "
-            "about 20 s the first time, well under 1 s from the disk cache after that)"
+            "tens of seconds the first time (20-60 s here), well under 1 s from the disk cache "
+            "after that)"
         )
         step = tg.jit(step, device=device)
         predict = tg.jit(model, device=device)  # under no_grad in eval mode: inference graph
