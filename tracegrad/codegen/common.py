@@ -144,3 +144,19 @@ def eqn_comment(naming: Naming, e: Any, operands: list[str] | None = None) -> st
     dims = [str(d) if naming.display else "_" for d in e.out.shape]
     aval = f"{short_dtype(e.out.dtype)}[{','.join(dims)}]"
     return f"{naming.names[id(e.out)]}:{aval} = {head} {' '.join(atoms)}".rstrip()
+
+
+def fold(reduction: Any, acc: str, x: str, floating: bool) -> list[str]:
+    """Lines folding `x` into the accumulator `acc` (`OpDef.reduction.combine`). Where the
+    combine drops a NaN (Numba's max/min), a NaN `x` becomes the accumulator and stays, as numpy
+    and PyTorch propagate it. Not for a scalar accumulator of a `prange` loop: Numba only
+    recognizes the bare combine there (the CPU writer counts NaNs beside it)."""
+    line = reduction.combine.format(acc=acc, x=x)
+    if not (reduction.nan_ignored and floating):
+        return [line]
+    return [f"if {x} != {x}:", f"    {acc} = {x}", f"elif {acc} == {acc}:", f"    {line}"]
+
+
+def python_step_label(e: Any) -> str:
+    """Where a step outside the compiled segments runs (`f.source()` and the driver's comment)."""
+    return "numpy (BLAS)" if e.op.uses_blas else "Python (numpy forward)"

@@ -48,7 +48,7 @@ import numpy as np
 from ..fuse.partition import KernelKind
 from ..ops.core import result_type
 from ..tape.ir import Var
-from .common import CAST, Naming, cast, eqn_comment, scalar_expr
+from .common import CAST, Naming, cast, eqn_comment, fold, scalar_expr
 from .numba_helpers import HELPERS_VERSION
 from .source import SourceWriter
 
@@ -79,9 +79,16 @@ def _row_depth(e: Any, rank: int) -> int:
     return d if d < rank else 0
 
 
-def _combine(e: Any, acc: str, x: str) -> str:
-    """The statement that folds `x` into the accumulator `acc` (`OpDef.reduction`)."""
-    return e.op.reduction.combine.format(acc=acc, x=x)
+def _fold(w: Any, e: Any, acc: str, x: str) -> None:
+    """Write the lines that fold `x` into the accumulator `acc` (`OpDef.reduction`)."""
+    w.code(fold(e.op.reduction, acc, x, e.inputs[0].dtype.kind == "f"))
+
+
+def _counts_nans(e: Any) -> bool:
+    """A 0-d reduction whose combine drops NaN (max, min) accumulates in a scalar that a
+    `prange` loop reduces across threads; Numba recognizes only the bare combine there, so the
+    NaNs are counted in a second (sum) reduction and make the result NaN at the end."""
+    return e.out.ndim == 0 and e.op.reduction.nan_ignored and e.inputs[0].dtype.kind == "f"
 
 
 def acc_init(e: Any) -> str:
@@ -236,10 +243,12 @@ class SegmentWriter:
         for e in k.reductions:
             acc = "acc_" + n.array(e.out)
             kind = "f" if e.inputs[0].dtype.kind == "f" else "i"
-            # logsumexp keeps two accumulators: the running max and the rescaled sum
-            accs = [("acc_m_" + n.array(e.out), "-np.inf"), ("acc_s_" + n.array(e.out), "0.0")]
-            if e.op.name != "logsumexp":
+            if e.op.reduction.shifted:  # two accumulators: the running max, the rescaled sum
+                accs = [("acc_m_" + n.array(e.out), "-np.inf"), ("acc_s_" + n.array(e.out), "0.0")]
+            else:
                 accs = [(acc, acc_init(e))]
+            if _counts_nans(e):
+                accs.append(("nans_" + n.array(e.out), "0"))
             for name, init in accs:
                 if e.out.ndim == 0:
                     w.line(f"{name} = {init}")
@@ -249,7 +258,7 @@ class SegmentWriter:
                     w.line(f"{name} = np.full(({shape},), {init}, dtype={dtype})")
             if e.out.ndim:
                 race |= 0 in e.params["dims"]
-            elif e.op.name == "logsumexp":
+            elif e.op.reduction.shifted:
                 race = True  # a pair of scalars is no reduction Numba can split across threads
         self._read_through_buffers(k)
         if rank and self._flattenable(k):
@@ -270,7 +279,10 @@ class SegmentWriter:
                 with w.block(f"for i0 in {loop}({total}):"):
                     self._nest([], k, space)
 
-            self._outer(rank, flat_loop)
+            if race:  # a log-sum-exp pair of scalars: no reduction Numba splits
+                flat_loop("range")
+            else:
+                self._outer(rank, flat_loop)
             self._flat = False
         elif rank:
             # the outer loop runs in parallel unless a partial reduction over dim 0 would make
@@ -372,7 +384,7 @@ class SegmentWriter:
         return [
             e
             for e in k.reductions
-            if e.out.ndim and e.op.name != "logsumexp" and _row_depth(e, rank) == depth
+            if e.out.ndim and not e.op.reduction.shifted and _row_depth(e, rank) == depth
         ]
 
     def _acc_index(self, e: Any, space: tuple) -> str:
@@ -396,7 +408,7 @@ class SegmentWriter:
         return [
             e
             for e in k.reductions
-            if e.op.name == "logsumexp"
+            if e.op.reduction.shifted
             and tuple(e.params["dims"]) == (rank - 1,)
             and self.form.get(id(e.inputs[0])) == "array"
         ]
@@ -437,7 +449,7 @@ class SegmentWriter:
                 if set(e.params["dims"]) == set(range(depth, len(space))):
                     w.line(f"{acc} = row_{name}")  # one row per element: store it
                 else:  # outer dims are reduced too: combine the rows
-                    w.line(_combine(e, acc, f"row_{name}"))
+                    _fold(w, e, acc, f"row_{name}")
             return
         n, w = self.n, self.w
         materialized = {id(v) for v in k.materialize}
@@ -464,11 +476,13 @@ class SegmentWriter:
             else:
                 acc = "acc_" + n.array(e.out)
             w.comment(eqn_comment(n, e) + "  (accumulate)")
-            name = e.op.name
-            if name == "logsumexp":
+            if e.op.reduction.shifted:
                 self._logsumexp_update(e, acc[len("acc_") :], x)
-                continue
-            w.line(_combine(e, acc, x))
+            elif _counts_nans(e):
+                w.line(e.op.reduction.combine.format(acc=acc, x=x))
+                w.line(f"nans_{n.array(e.out)} += {x} != {x}")
+            else:
+                _fold(w, e, acc, x)
 
     def _logsumexp_update(self, e: Any, target: str, x: str) -> None:
         # one pass: a larger element rescales the sum accumulated so far
@@ -481,21 +495,23 @@ class SegmentWriter:
             w.line(f"{s_} = {s_} * math.exp({m} - v_{name}) + 1.0")
             w.line(f"{m} = v_{name}")
         with w.block(f"elif v_{name} > -np.inf:"):
-            w.line(f"{s_} += math.exp(v_{name} - {m})")
+            # (a second +inf adds 1, not exp(inf - inf) = NaN: the result stays +inf)
+            w.line(f"{s_} += math.exp(v_{name} - {m}) if v_{name} < np.inf else 1.0")
         with w.block(f"elif v_{name} != v_{name}:"):
             w.line(f"{m} = v_{name}  # NaN propagates")
 
     def _finish_reduction(self, e: Any, space: tuple) -> None:
         n, w = self.n, self.w
         acc = "acc_" + n.array(e.out)
-        value = acc
-        if e.op.name == "logsumexp":
-            name = n.array(e.out)
+        name = n.array(e.out)
+        if e.op.reduction.shifted:
             log = "math.log" if e.out.ndim == 0 else "np.log"
             value = f"acc_m_{name} + {log}(acc_s_{name})"
-        if e.op.name == "mean":
+        else:
             count = " * ".join(f"n{d}" for d in e.params["dims"]) or "1"
-            value = f"{acc} / ({count})"
+            value = e.op.reduction.result(acc, count)
+        if _counts_nans(e):
+            value = f"np.nan if nans_{name} else {value}"
         w.comment(eqn_comment(n, e))
         if e.out.ndim == 0:
             w.line(f"{n.scalar(e.out)} = {cast(e.out)}({value})")

@@ -32,16 +32,22 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..fuse.partition import KernelKind
+from ..ops import reduce as reduce_ops
 from ..ops.core import result_type
 from ..tape.ir import Var
-from .common import CAST, Naming, cast, eqn_comment, scalar_expr
+from .common import CAST, Naming, cast, eqn_comment, fold, scalar_expr
 from .cuda_helpers import HELPERS_VERSION  # (imported after the CUDA check: runtime/)
 from .source import SourceWriter
+
+# the fold of a max pass (log-sum-exp's first pass, max pooling) and of a sum pass
+_MAX = reduce_ops.amax.reduction
+_SUM = reduce_ops.sum.reduction
 
 
 class _Kernel:
@@ -62,17 +68,24 @@ class _Kernel:
 # the kernel writer of each op this target lowers (besides loops): op name -> (which equations it
 # covers, the CudaSegmentWriter method that writes them). Registered beside each writer with
 # @_writes; ops without one run as host steps (cuda_executor.py)
-_WRITERS: dict[str, tuple[Callable[[Any], bool], str]] = {}
+@dataclass(frozen=True)
+class _Writer:
+    applies: Callable[[Any], bool]  # whether the kernel handles this equation (else: host step)
+    method: str  # the CudaSegmentWriter method that writes it
+    view: bool  # its result is a view of its first input (device memory is not copied)
+
+
+_WRITERS: dict[str, _Writer] = {}
 
 
 def _always(e: Any) -> bool:
     return True
 
 
-def _writes(*ops: str, applies: Callable[[Any], bool] = _always) -> Callable:
+def _writes(*ops: str, applies: Callable[[Any], bool] = _always, view: bool = False) -> Callable:
     def register(method: Callable) -> Callable:
         for op in ops:
-            _WRITERS[op] = (applies, method.__name__)
+            _WRITERS[op] = _Writer(applies, method.__name__, view)
         return method
 
     return register
@@ -91,7 +104,14 @@ def _sized(e: Any) -> bool:
 def cuda_lowers(e: Any) -> bool:
     """Whether the CUDA target has a kernel for this equation (others run as host steps)."""
     writer = _WRITERS.get(e.op.name)
-    return writer is not None and writer[0](e)
+    return writer is not None and writer.applies(e)
+
+
+def cuda_returns_view(e: Any) -> bool:
+    """Whether the CUDA target's result for this equation may be a view of its first input
+    (a reshape, the checked indices themselves); loops, other kernels and host steps make new
+    device arrays."""
+    return cuda_lowers(e) and _WRITERS[e.op.name].view
 
 
 class CudaSegmentWriter:
@@ -304,10 +324,8 @@ class CudaSegmentWriter:
                 fin.use(f"n{d}")
             for e in atomic:
                 name = n.array(e.out)
-                value = f"{fin.use('acc_' + name)}[0]"
-                if e.op.name == "mean":
-                    count = " * ".join(f"n{d}" for d in e.params["dims"]) or "1"
-                    value = f"{value} / ({count})"
+                count = " * ".join(f"n{d}" for d in e.params["dims"]) or "1"
+                value = e.op.reduction.result(f"{fin.use('acc_' + name)}[0]", count)
                 fin.w.comment(eqn_comment(n, e))
                 fin.w.line(f"{n.scalar(e.out)} = {cast(e.out)}({value})")
                 fin.locals.add(id(e.out))
@@ -396,40 +414,36 @@ class CudaSegmentWriter:
             if kept:
                 self._unravel(w, "_o", kept)
             read = f"{xs}[{', '.join(f'i{d}' for d in range(rank))}]"
-            passes = [("amax", "max")] if op == "logsumexp" else [(op, op)]
-            if op == "logsumexp":
-                passes.append(("sumexp", "sum"))
-            for kind, combine in passes:
-                if kind == "sumexp":
-                    init = "0.0"
-                elif op == "logsumexp":  # its first pass: the max
-                    init = "-math.inf"
-                else:
-                    init = e.op.reduction.start(x.dtype).replace("np.inf", "math.inf")
+            # a shifted (log-sum-exp) reduction: a max pass, then a sum of exp(x - max)
+            r = e.op.reduction
+            passes = [(r, read)]
+            if r.shifted:
+                passes = [(_MAX, read), (_SUM, f"math.exp({read} - _shift)")]
+            for reduction, value in passes:
+                init = reduction.start(x.dtype).replace("np.inf", "math.inf")
                 w.line(f"_acc = {init}")
                 w.line("_r = _tid")
                 with w.block(f"while _r < {kcount}:"):
                     self._unravel(w, "_r", reduced)
-                    value = read if kind != "sumexp" else f"math.exp({read} - _shift)"
                     w.line(f"_v = {value}")
-                    w.line(_combine_nan(combine, "_acc", "_v"))
+                    w.code(fold(reduction, "_acc", "_v", not integer))
                     w.line("_r += cuda.blockDim.x")
                 w.line("_sh[_tid] = _acc")
                 w.line("cuda.syncthreads()")
                 w.line("_s = cuda.blockDim.x // 2")
                 with w.block("while _s > 0:"):
                     with w.block("if _tid < _s:"):
-                        w.line(_combine_nan(combine, "_sh[_tid]", "_sh[_tid + _s]"))
+                        w.code(fold(reduction, "_sh[_tid]", "_sh[_tid + _s]", not integer))
                     w.line("cuda.syncthreads()")
                     w.line("_s //= 2")
                 w.line("_total = _sh[0]")
                 w.line("cuda.syncthreads()  # _sh is reused next")
-                if kind == "amax" and op == "logsumexp":
+                if r.shifted and reduction is _MAX:
                     w.line("_shift = _total if abs(_total) < math.inf else 0.0")
-            if op == "logsumexp":
+            if r.shifted:
                 w.line("_total = _shift + math.log(_total) if _total == _total else _total")
-            if op == "mean":
-                w.line(f"_total = _total / ({kcount})")
+            elif r.finish != "{acc}":
+                w.line(f"_total = {r.result('_total', kcount)}")
             with w.block("if _tid == 0:"):
                 if e.out.ndim == 0:
                     idx = "0"
@@ -454,9 +468,9 @@ class CudaSegmentWriter:
         e = k.eqn
         host.comment(f"kernel {index}: {e.op.name}")
         host.comment(eqn_comment(n, e))
-        getattr(self, _WRITERS[e.op.name][1])(index, e)
+        getattr(self, _WRITERS[e.op.name].method)(index, e)
 
-    @_writes("reshape")
+    @_writes("reshape", view=True)
     def _reshape(self, index: int, e: Any) -> None:
         shape = ", ".join(self.n.dims(e.out)) if e.out.ndim else "1"
         self.host.line(
@@ -744,7 +758,7 @@ class CudaSegmentWriter:
         shape, ishape = self._shape_expr(x), self._shape_expr(ix)
         self.host.line(f'check_index(_err, "{op}", {dim}, {shape}, {ishape})')
 
-    @_writes("index_check")
+    @_writes("index_check", view=True)
     def _index_check(self, index: int, e: Any) -> None:
         """The indices themselves (an alias), after a kernel checked 0 <= i < size."""
         x = e.inputs[0]
@@ -904,7 +918,7 @@ class CudaSegmentWriter:
         with _over_window(w, window):
             with w.block("if 0 <= _hi < _h and 0 <= _wi < _w:"):
                 w.line(f"_v = {xs}[i0, i1, _hi, _wi]")
-                w.line(_combine_nan("amax", "_best", "_v"))
+                w.code(fold(_MAX, "_best", "_v", True))
         w.line(f"{out}[i0, i1, i2, i3] = {cast(e.out)}(_best)")
         self._end_loop(kd, block)
         self._launch_over(kd, dims)
@@ -1027,13 +1041,3 @@ def _over_window(w: Any, window: tuple) -> Iterator[None]:
         with w.block(f"for _j in range({kw}):"):
             w.line(f"_wi = i3 * {sw} + _j * {dw} - {pw}")
             yield
-
-
-def _combine_nan(op: str, acc: str, x: str) -> str:
-    """Fold x into acc; max and min propagate NaN (as eager mode and PyTorch do)."""
-    if op in ("sum", "mean"):
-        return f"{acc} += {x}"
-    if op == "prod":
-        return f"{acc} *= {x}"
-    cmp = ">" if op in ("amax", "max") else "<"
-    return f"{acc} = {x} if ({x} {cmp} {acc} or {x} != {x}) else {acc}"

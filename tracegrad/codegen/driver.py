@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..tape.ir import Var
+from .common import python_step_label
 from .source import SourceWriter
 
 
@@ -237,7 +238,7 @@ class DriverWriter:
 
     def _python(self, n: int, k: Any) -> None:
         e = k.eqn
-        where = "numpy (BLAS)" if e.op.name == "matmul" else "Python (numpy forward)"
+        where = python_step_label(e)
         self.w.comment(f"step {n}: {e.op.name} runs in {where}")
         args = [self._value(x) for x in e.inputs if isinstance(x, Var)]
         g = f"_step{n}"

@@ -74,3 +74,17 @@ def visible_after(k: Any) -> list[Var]:
     if k.kind is not KernelKind.LOOP:
         return [k.eqn.out]
     return [e.out for e in k.prologue + k.reductions + k.epilogue] + list(k.materialize)
+
+
+def fresh_values(kernels: list, returns_view: Callable[[Any], bool]) -> set[int]:
+    """ids of the vars whose arrays are new at every call (loop results, matmul products, and
+    views of those): they cannot alias an argument, so results need no aliasing check.
+    `returns_view(k)`: whether the backend's code for kernel k may return a view of its first
+    input (numpy's reshape, transpose, basic indexing on the CPU)."""
+    fresh: set[int] = set()
+    for k in kernels:
+        if not returns_view(k):
+            fresh.update(id(e.out) for e in k.eqns)
+        elif id(k.eqn.inputs[0]) in fresh:
+            fresh.add(id(k.eqn.out))  # a reshape, permute or slice of a new array
+    return fresh

@@ -227,22 +227,38 @@ class Call:
 
 @dataclass(frozen=True)
 class Reduction:
-    """How a reduction accumulates in a fused loop: `acc = init; acc <- combine(acc, x)`.
+    """How a reduction accumulates in a fused loop: `acc = init; acc <- combine(acc, x)`, and the
+    result is `finish`. Both backends write these templates; a new reduction of this form touches
+    only its OpDef paragraph.
 
     init     -- the start value in integer and in floating loops (source text)
-    combine  -- statement template folding `{x}` into `{acc}`; None: a reduction with its own
-                code in the code writers (logsumexp: a running max and a rescaled sum)
+    combine  -- statement template folding `{x}` into `{acc}` (also used to fold two partial
+                accumulators, `{x}` then being the second), in a form Numba's `prange` knows as
+                a reduction (`+=`, `*=`, `max(acc, x)`, `min(acc, x)`)
+    nan_ignored -- `combine` drops a NaN `x` (Numba's `max`/`min` do): the code writers make a
+                NaN among the reduced elements the result, as numpy and PyTorch do
+    finish   -- expression template of the result from `{acc}` and `{count}` (the number of
+                reduced elements, source text): mean divides
     floats_only -- the start is +-inf: only floating inputs are fused (others: Python steps)
     atomic   -- on CUDA a 0-d result is accumulated with atomic adds across blocks
+    shifted  -- log-sum-exp form: the result is `m + log(sum(exp(x - m)))` with `m` the max of
+                the reduced elements (0 where it is infinite). The code writers carry a running
+                max and a rescaled sum (or a max pass, then a sum pass); `combine` is unused.
     """
 
     init: tuple[str, str] = ("0", "0.0")
-    combine: str | None = "{acc} += {x}"
+    combine: str = "{acc} += {x}"
+    nan_ignored: bool = False
+    finish: str = "{acc}"
     floats_only: bool = False
     atomic: bool = False
+    shifted: bool = False
 
     def start(self, dtype: np.dtype) -> str:
         return self.init[1] if np.dtype(dtype).kind == "f" else self.init[0]
+
+    def result(self, acc: str, count: str) -> str:
+        return self.finish.format(acc=acc, count=count)
 
 
 def numba_dtype(dtype: np.dtype) -> str:

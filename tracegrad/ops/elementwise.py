@@ -287,7 +287,8 @@ maximum = binary(
         lambda g, out, x, y: unbroadcast(_split_ties(g, x, y, gt), x.shape),
         lambda g, out, x, y: unbroadcast(_split_ties(g, y, x, gt), y.shape),
     ),
-    "max({0}, {1})",
+    # a NaN on either side is the result (Numba's max(a, b) drops a NaN b), as np.maximum
+    "({0} if ({0} > {1} or {0} != {0}) else {1})",
     saves=(0, 1),
     cheap=True,
 )
@@ -299,7 +300,7 @@ minimum = binary(
         lambda g, out, x, y: unbroadcast(_split_ties(g, x, y, lt), x.shape),
         lambda g, out, x, y: unbroadcast(_split_ties(g, y, x, lt), y.shape),
     ),
-    "min({0}, {1})",
+    "({0} if ({0} < {1} or {0} != {0}) else {1})",
     saves=(0, 1),
     cheap=True,
 )

@@ -110,7 +110,7 @@ mean = defop(
         ),
     ),
     kind="reduce",
-    reduction=Reduction(atomic=True),
+    reduction=Reduction(finish="{acc} / ({count})", atomic=True),
 )
 
 
@@ -134,7 +134,12 @@ amax = defop(
     saves=(0,),
     saves_out=True,
     kind="reduce",
-    reduction=Reduction(("-np.inf", "-np.inf"), "{acc} = max({acc}, {x})", floats_only=True),
+    reduction=Reduction(
+        ("-np.inf", "-np.inf"),
+        "{acc} = max({acc}, {x})",
+        nan_ignored=True,
+        floats_only=True,
+    ),
 )
 
 amin = defop(
@@ -145,7 +150,12 @@ amin = defop(
     saves=(0,),
     saves_out=True,
     kind="reduce",
-    reduction=Reduction(("np.inf", "np.inf"), "{acc} = min({acc}, {x})", floats_only=True),
+    reduction=Reduction(
+        ("np.inf", "np.inf"),
+        "{acc} = min({acc}, {x})",
+        nan_ignored=True,
+        floats_only=True,
+    ),
 )
 
 
@@ -272,5 +282,5 @@ logsumexp = defop(
     saves=(0,),
     saves_out=True,
     kind="reduce",
-    reduction=Reduction(("-np.inf", "-np.inf"), None, floats_only=True),
+    reduction=Reduction(("-np.inf", "-np.inf"), floats_only=True, shifted=True),
 )

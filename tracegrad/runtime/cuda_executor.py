@@ -29,7 +29,7 @@ from ..devices import (
     to_host,
 )
 from ..fuse.partition import KernelKind, partition
-from ..fuse.segments import group_segments, later_uses_of, segment_io
+from ..fuse.segments import fresh_values, group_segments, later_uses_of, segment_io
 from ..tape.ir import Var
 from . import compile_cache
 
@@ -52,7 +52,7 @@ class CudaExecutable:
     kind = "cuda"
 
     def __init__(self, tape: Any, stats: dict) -> None:
-        from ..codegen.cuda import CudaSegmentWriter, cuda_lowers
+        from ..codegen.cuda import CudaSegmentWriter, cuda_lowers, cuda_returns_view
 
         self.cuda = cuda()
         self.tape = tape
@@ -84,14 +84,9 @@ class CudaExecutable:
             ).source()  # f.source(): in the tape's names
             self.steps.append(seg)
         # results must not be an argument's array (or a view of one): those are copied
-        fresh: set[int] = set()
-        for k in self.kernels:
-            if k.kind is KernelKind.CALL and k.eqn.op.name == "reshape":
-                if id(k.eqn.inputs[0]) in fresh:
-                    fresh.add(id(k.eqn.out))
-            else:
-                fresh.update(id(e.out) for e in k.eqns)
-        self._fresh = fresh
+        self._fresh = fresh_values(
+            self.kernels, lambda k: k.kind is not KernelKind.LOOP and cuda_returns_view(k.eqn)
+        )
 
     def __call__(self, args: Sequence[Any], captured: Sequence[Any]) -> tuple:
         to_device = self.cuda.to_device

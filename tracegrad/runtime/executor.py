@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from ..codegen.common import Naming, tape_names
+from ..codegen.common import Naming, python_step_label, tape_names
 from ..codegen.cpu import SegmentWriter
 from ..codegen.driver import DriverWriter, owned
 from ..fuse.partition import KernelKind, describe, may_return_view, partition
-from ..fuse.segments import group_segments, later_uses_of, segment_io
+from ..fuse.segments import fresh_values, group_segments, later_uses_of, segment_io
 from ..tape.interpret import interpret
 from ..tape.ir import Var, WriteKind
 from . import compile_cache
@@ -177,7 +177,7 @@ class NumbaExecutable:
             self.steps,
             names,
             self.consts,
-            self._fresh_vars(),
+            fresh_values(self.kernels, may_return_view),
             _Segment,
             self.pool.take,
             self._donate,
@@ -292,17 +292,6 @@ class NumbaExecutable:
                     self._count_first_call(step.fn)
         return result
 
-    def _fresh_vars(self) -> set[int]:
-        """Vars whose arrays are new at every call (loop results and matmul products): they
-        cannot alias an input, so results need no aliasing check."""
-        fresh = set()
-        for k in self.kernels:
-            if not may_return_view(k):
-                fresh.update(id(e.out) for e in k.eqns)
-            elif k.kind is KernelKind.CALL and id(k.eqn.inputs[0]) in fresh:
-                fresh.add(id(k.eqn.out))  # a reshape, permute or slice of a new array
-        return fresh
-
     def _donate(self, a: Any, args: Sequence[Any], shape: tuple, dtype: np.dtype) -> Any:
         """The captured array `a` as the buffer of its own new value when a loop may overwrite
         it (see _donations); else a buffer of the pool."""
@@ -343,7 +332,7 @@ class NumbaExecutable:
                 )
             else:
                 e = step.eqn
-                where = "numpy (BLAS)" if e.op.name == "matmul" else "Python (numpy forward)"
+                where = python_step_label(e)
                 parts.append(f"# ---- step {n}: {e.op.name} runs in {where} ----\n")
         return "\n".join(parts)
 
