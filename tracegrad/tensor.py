@@ -699,127 +699,14 @@ class Tensor:
         return ops.getitem(self, *arrays, idx=idx)
 
     def _inplace(self, op: Any, *args: Any, **params: Any) -> Tensor:
-        """Run `op(self, *args)` and store the result in self's storage.
-
-        Outside grad recording this is a plain data update (views and `from_numpy` arrays see
-        it). When the change must be recorded, the op is applied to a snapshot of the old value
-        and self takes over the new node as its grad_fn, as PyTorch does.
-        """
+        """Run `op(self, *args)` and store the result in self's storage, as this tensor's mode
+        does it (`Mode.inplace`)."""
         tracer = tracing.tracer
         if tracer is not None:
-            return self._inplace_traced(tracer, op, args, params)
+            return tracer.mode.inplace(self, op, args, params)
         if type(self._data) is not np.ndarray:
-            return _inplace_device(self, op, args, params)
-        if not self._data.flags.writeable:
-            raise RuntimeError(
-                f"{op.name}_: this tensor's memory cannot be written (an expand()ed view, or a "
-                f"read-only numpy array; shape {tuple(self.shape)}); clone() it first"
-            )
-        recording = _grad_state.enabled and (
-            self._requires_grad or any(isinstance(a, Tensor) and a._requires_grad for a in args)
-        )
-        if not recording:
-            datas = [a._data if isinstance(a, Tensor) else a for a in args]
-            want = op.out_dtype(self._data, *datas, **params) if op.out_dtype else self.dtype
-            _check_inplace_cast(op, want, self.dtype)
-            try:
-                if op is ops.setitem:  # t[idx] = v writes only the indexed region
-                    self._data[ops.fill_index(params["idx"], tuple(datas[1:]))] = datas[0]
-                elif isinstance(ufunc := getattr(op.forward, "ufunc", op.forward), np.ufunc) and (
-                    want == self.dtype
-                ):
-                    ufunc(self._data, *datas, out=self._data, **params)
-                else:
-                    result = op.forward(self._data, *datas, **params)
-                    _check_inplace_shape(op, np.shape(result), self.shape)
-                    np.copyto(self._data, result, casting="unsafe")
-            except (ValueError, IndexError) as e:
-                raise type(e)(
-                    f"{op.name}_ (in place) on a tensor of shape {self.shape}: {e}"
-                ) from e
-            self._version[0] += 1
-            return self
-        if self.grad_fn is None and self._requires_grad:
-            raise _leaf_inplace_error(op, self)
-        if self._base is not None:
-            raise RuntimeError(
-                f"{op.name}_: in-place changes recorded by autograd are not supported on a view "
-                f"(of shape {tuple(self.shape)}) of another tensor; tracegrad cannot rewrite the "
-                "base's gradient. Apply the change to a clone(), or build the result out of "
-                "place (tg.where, tg.cat)."
-            )
-        old = Tensor._wrap(self._data.copy() if 0 in op.saves else self._data)
-        old.grad_fn = self.grad_fn
-        old._requires_grad = self._requires_grad
-        res = op(old, *args, **params)
-        _check_inplace_cast(op, res.dtype, self.dtype)
-        _check_inplace_shape(op, res.shape, self.shape)
-        np.copyto(self._data, res._data, casting="unsafe")
-        _take_over(self, res, recorded=True)
-        return self
-
-
-def _inplace_traced(self: Tensor, tracer: Any, op: Any, args: tuple, params: dict) -> Tensor:
-    """In-place under tracing is functional: the op is traced out of place and the tensor is
-    rebound to the result; if the tensor is captured state, that becomes a state write."""
-    recording = _grad_state.enabled and (
-        self._requires_grad or any(isinstance(a, Tensor) and a._requires_grad for a in args)
-    )
-    if recording and self.grad_fn is None and self._requires_grad:
-        raise _leaf_inplace_error(op, self)
-    if self._base is not None:
-        raise TracerError(
-            f"{op.name}_: in-place change of a view (or of a detach()ed / .data / contiguous() "
-            f"alias; shape "
-            f"{tuple(self.shape)}) inside tg.jit: a traced view cannot write through to its base. "
-            "Change the base tensor itself (with tg.no_grad(): p.add_(...))."
-        )
-    if type(self._data) is not Var:
-        tracer.capture(self)
-    old = Tensor._wrap(self._data)
-    old.grad_fn = self.grad_fn
-    old._requires_grad = self._requires_grad
-    res = op(old, *args, **params)
-    _check_inplace_cast(op, res.dtype, self.dtype)
-    _check_inplace_shape(op, res.shape, self.shape)
-    if res.dtype != self.dtype:
-        res = ops.astype(res, dtype=self.dtype)
-    self._data = res._data
-    _take_over(self, res, recorded=recording)
-    return self
-
-
-def _inplace_device(self: Tensor, op: Any, args: tuple, params: dict) -> Tensor:
-    """In place on a CUDA tensor: the op runs out of place on the GPU and its result is copied
-    into this tensor's device array (tensors sharing the array -- detach(), .data -- see it)."""
-    recording = _grad_state.enabled and (
-        self._requires_grad or any(isinstance(a, Tensor) and a._requires_grad for a in args)
-    )
-    if recording and self.grad_fn is None and self._requires_grad:
-        raise _leaf_inplace_error(op, self)
-    if self._base is not None and self._base._data is not self._data:
-        raise RuntimeError(
-            f"{op.name}_: in-place change of a view (shape {tuple(self.shape)}) of a CUDA tensor. "
-            "Views of CUDA tensors are copies in tracegrad, so the change would not reach the "
-            "base; change the base itself (x[0] = value, or x.copy_(...)), or clone() the view "
-            "to own it."
-        )
-    old = Tensor._wrap(_copy_data(self._data) if recording and 0 in op.saves else self._data)
-    if recording:
-        old.grad_fn = self.grad_fn
-        old._requires_grad = self._requires_grad
-    res = op(old, *args, **params)
-    _check_inplace_cast(op, res.dtype, self.dtype)
-    _check_inplace_shape(op, res.shape, self.shape)
-    if res.dtype != self.dtype:
-        with _no_grad_ctx():
-            res_data = ops.astype(res, dtype=self.dtype)._data
-    else:
-        res_data = res._data
-    if res_data.size:
-        self._data.copy_to_device(res_data)
-    _take_over(self, res, recorded=recording)
-    return self
+            return DEVICE.inplace(self, op, args, params)
+        return EAGER.inplace(self, op, args, params)
 
 
 def _no_grad_ctx() -> Any:
@@ -896,9 +783,6 @@ def _leaf_inplace_error(op: Any, t: Tensor) -> RuntimeError:
         f"({op.name} on a tensor of shape {tuple(t.shape)}.) Wrap the update in "
         "`with tg.no_grad():` (as optimizers do), or work on a clone()."
     )
-
-
-Tensor._inplace_traced = _inplace_traced
 
 
 def _check_inplace_shape(op: Any, result: tuple, target: tuple) -> None:
@@ -1051,126 +935,335 @@ def _slice_bound(b: Any) -> Any:
 # dispatch: the one place an op runs on Tensors
 
 
-def dispatch(op: ops.OpDef, args: tuple, params: dict) -> Tensor:
+# --------------------------------------------------------------------------------------------
+# Modes: how ops run in each context
+
+
+class Mode:
+    """How ops run in one context -- eager on the CPU, eager on a GPU, tracing -- as autodidax's
+    `Trace` objects: `apply` runs an op, `inplace` changes a tensor, `accumulate` adds a gradient
+    into `.grad`. The mode is the highest one among the operands, as autodidax's top trace:
+    the trace running in this thread if there is one (it captures concrete tensors), else eager
+    on a GPU if an operand lives there, else eager on the CPU (`dispatch`, `Tensor._inplace`,
+    `mode_of`).
+
+    The in-place protocol is shared (`inplace`): a recorded change of a leaf is refused, the op
+    runs out of place on the old value, and the tensor takes over the result's node. Each mode
+    says how a view is refused (`check_view`), what the old value is (`old_value`) and how the
+    new one is stored (`store`)."""
+
+    def apply(self, op: ops.OpDef, args: tuple, params: dict) -> Tensor:
+        raise NotImplementedError
+
+    def inplace(self, t: Tensor, op: Any, args: tuple, params: dict) -> Tensor:
+        recording = _recording(t, args)
+        if recording and t.grad_fn is None and t._requires_grad:
+            raise _leaf_inplace_error(op, t)
+        self.check_view(t, op)
+        old = Tensor._wrap(self.old_value(t, op, recording))
+        old.grad_fn = t.grad_fn
+        old._requires_grad = t._requires_grad
+        res = op(old, *args, **params)
+        _check_inplace_cast(op, res.dtype, t.dtype)
+        _check_inplace_shape(op, res.shape, t.shape)
+        _take_over(t, self.store(t, res), recorded=recording)
+        return t
+
+    def check_view(self, t: Tensor, op: Any) -> None:
+        """Raise where an in-place change of `t` would not reach its base."""
+
+    def old_value(self, t: Tensor, op: Any, recording: bool) -> Any:
+        """The data the op reads as the old value (a copy where the node saves it)."""
+        raise NotImplementedError
+
+    def store(self, t: Tensor, res: Tensor) -> Tensor:
+        """Make `res` the value of `t`; returns the tensor whose node `t` takes over."""
+        raise NotImplementedError
+
+    def accumulate(self, t: Tensor, g: Tensor) -> None:
+        """`t.grad += g` outside create_graph: `.grad` owns its buffer and later backward calls
+        add into it in place (the same tensor object stays `.grad`, as PyTorch)."""
+        raise NotImplementedError
+
+
+def _recording(t: Tensor, args: tuple) -> bool:
+    """Whether an in-place change of `t` by an op of `args` is recorded for autograd."""
+    return _grad_state.enabled and (
+        t._requires_grad or any(isinstance(a, Tensor) and a._requires_grad for a in args)
+    )
+
+
+def _link_view(t: Tensor, first: Tensor) -> None:
+    """`t` is a view of `first`: remember the base and the base's count of recorded changes
+    now, so that a view used after its base changed is caught instead of diverging."""
+    t._base = first._base if first._base is not None else first
+    t._view_rec = first._version[1]
+
+
+class EagerMode(Mode):
+    """Eager on the CPU: the op's numpy forward now, the `grad_fn` node when recording."""
+
+    def apply(self, op: ops.OpDef, args: tuple, params: dict) -> Tensor:
+        datas = []
+        record = False
+        for a in args:
+            if isinstance(a, Tensor):
+                if type(a._data) is not np.ndarray:
+                    if type(a._data) is Var:
+                        raise escaped(a._data.aval)
+                    return DEVICE.apply(op, args, params)  # a GPU operand: the higher mode
+                datas.append(a._data)
+                if a._requires_grad:
+                    record = True
+            elif type(a) in _NUMBER_TYPES or is_scalar(a) or isinstance(a, np.ndarray):
+                datas.append(a)
+            else:
+                raise TypeError(
+                    f"{op.name}: expected Tensors or numbers, got {type(a).__name__}; convert "
+                    "with tg.tensor(...)"
+                )
+        try:
+            out = op.forward(*datas, **params)
+        except Exception as e:  # explain in the op's terms, with shapes
+            _explain(op, datas, params, e)
+            raise
+        if type(out) is not np.ndarray:
+            out = np.asarray(out)
+        if op.out_dtype is not None:
+            want = op.out_dtype(*datas, **params)
+            if out.dtype != want:
+                out = out.astype(want)
+        # the fields of Tensor._init_fields, inlined (one call less per op: the hot path)
+        t = object.__new__(Tensor)
+        t._data = out
+        t._requires_grad = False
+        t._grad = None
+        t.grad_fn = None
+        t._version = [0, 0]
+        t._base = None
+        t._view_rec = 0
+        t._accumulator = None
+        t._retains_grad = False
+        if op.kind in _VIEW_KINDS and out.base is not None:
+            first = args[0]
+            if isinstance(first, Tensor) and np.may_share_memory(out, first._data):
+                # a view: same storage, so the same version counter (in-place checks see it)
+                t._version = first._version
+                _link_view(t, first)
+        if record and _grad_state.enabled and op.vjp is not None:
+            _record(op, args, params, t)
+        return t
+
+    def inplace(self, t: Tensor, op: Any, args: tuple, params: dict) -> Tensor:
+        if not t._data.flags.writeable:
+            raise RuntimeError(
+                f"{op.name}_: this tensor's memory cannot be written (an expand()ed view, or a "
+                f"read-only numpy array; shape {tuple(t.shape)}); clone() it first"
+            )
+        if _recording(t, args):
+            return super().inplace(t, op, args, params)
+        # not recorded: a plain data update (views and from_numpy arrays see it)
+        datas = [a._data if isinstance(a, Tensor) else a for a in args]
+        want = op.out_dtype(t._data, *datas, **params) if op.out_dtype else t.dtype
+        _check_inplace_cast(op, want, t.dtype)
+        try:
+            if op is ops.setitem:  # t[idx] = v writes only the indexed region
+                t._data[ops.fill_index(params["idx"], tuple(datas[1:]))] = datas[0]
+            elif isinstance(ufunc := getattr(op.forward, "ufunc", op.forward), np.ufunc) and (
+                want == t.dtype
+            ):
+                ufunc(t._data, *datas, out=t._data, **params)
+            else:
+                result = op.forward(t._data, *datas, **params)
+                _check_inplace_shape(op, np.shape(result), t.shape)
+                np.copyto(t._data, result, casting="unsafe")
+        except (ValueError, IndexError) as e:
+            raise type(e)(f"{op.name}_ (in place) on a tensor of shape {t.shape}: {e}") from e
+        t._version[0] += 1
+        return t
+
+    def check_view(self, t: Tensor, op: Any) -> None:
+        if t._base is not None:
+            raise RuntimeError(
+                f"{op.name}_: in-place changes recorded by autograd are not supported on a view "
+                f"(of shape {tuple(t.shape)}) of another tensor; tracegrad cannot rewrite the "
+                "base's gradient. Apply the change to a clone(), or build the result out of "
+                "place (tg.where, tg.cat)."
+            )
+
+    def old_value(self, t: Tensor, op: Any, recording: bool) -> Any:
+        return t._data.copy() if 0 in op.saves else t._data
+
+    def store(self, t: Tensor, res: Tensor) -> Tensor:
+        np.copyto(t._data, res._data, casting="unsafe")
+        return res
+
+    def accumulate(self, t: Tensor, g: Tensor) -> None:
+        if t.grad is None:
+            # laid out as the parameter (PyTorch's gradient layout contract): a Linear weight's
+            # gradient arrives as a transposed product
+            order = "C" if t._data.flags.c_contiguous else "K"
+            t.grad = Tensor._wrap(np.array(g._data, dtype=t.dtype, copy=True, order=order))
+        elif t.grad.grad_fn is None and t.grad._data.flags.writeable and t.grad.shape == g.shape:
+            np.add(t.grad._data, g._data, out=t.grad._data, casting="unsafe")
+            t.grad._version[0] += 1
+        else:
+            t.grad = Tensor._wrap(np.asarray(t.grad._data + g._data, dtype=t.dtype))
+
+
+class DeviceMode(Mode):
+    """Eager on a GPU: each op runs as one compiled op of the CUDA target
+    (runtime/cuda_eager.py, through `device_hooks`). A view op returns a copy there."""
+
+    def apply(self, op: ops.OpDef, args: tuple, params: dict) -> Tensor:
+        record = any(isinstance(a, Tensor) and a._requires_grad for a in args)
+        t = Tensor._wrap(device_hooks.run_op(op, args, params))
+        if op.kind in _VIEW_KINDS and isinstance(args[0], Tensor):
+            # a copy: remember the base, so that an in-place change through it (which would
+            # not reach the base) is refused, not silently lost (its own version counter: a
+            # copy never goes stale when the base changes)
+            _link_view(t, args[0])
+            t._view_rec = t._version[1]
+        if record and _grad_state.enabled and op.vjp is not None:
+            _record(op, args, params, t)
+        return t
+
+    def check_view(self, t: Tensor, op: Any) -> None:
+        if t._base is not None and t._base._data is not t._data:
+            raise RuntimeError(
+                f"{op.name}_: in-place change of a view (shape {tuple(t.shape)}) of a CUDA "
+                "tensor. Views of CUDA tensors are copies in tracegrad, so the change would not "
+                "reach the base; change the base itself (x[0] = value, or x.copy_(...)), or "
+                "clone() the view to own it."
+            )
+
+    def old_value(self, t: Tensor, op: Any, recording: bool) -> Any:
+        return _copy_data(t._data) if recording and 0 in op.saves else t._data
+
+    def store(self, t: Tensor, res: Tensor) -> Tensor:
+        # copied into this tensor's device array: tensors sharing it (detach(), .data) see it
+        data = res._data
+        if res.dtype != t.dtype:
+            with _no_grad_ctx():
+                data = ops.astype(res, dtype=t.dtype)._data
+        if data.size:
+            t._data.copy_to_device(data)
+        return res
+
+    def accumulate(self, t: Tensor, g: Tensor) -> None:
+        if g.device != t.device:
+            raise RuntimeError(
+                f"backward: the gradient of a tensor on {t.device} arrived on {g.device} (shape "
+                f"{tuple(g.shape)}); keep a computation's tensors on one device"
+            )
+        with _no_grad_ctx():
+            g = g.astype(t.dtype)
+            if t.grad is None:
+                t.grad = Tensor._wrap(g.clone()._data)
+            else:
+                t.grad._inplace(ops.add, g)
+
+
+class TraceMode(Mode):
+    """Tracing (`tg.jit`): an op appends an equation to the tracer's tape instead of computing.
+    Tensors that exist outside the trace are captured (they become implicit inputs); arrays
+    become constants; numbers read from user state (`SymbolicNumber`: an optimizer's lr) become
+    runtime scalar inputs. In place is functional: the tensor is rebound to the traced result;
+    a captured tensor changed in place becomes a state write."""
+
+    def __init__(self, tracer: Any) -> None:
+        self.tracer = tracer
+
+    def apply(self, op: ops.OpDef, args: tuple, params: dict) -> Tensor:
+        tracer = self.tracer
+        args, params = tracer.lift(op, args, params)
+        ins = []
+        avals = []
+        record = False
+        for a in args:
+            if isinstance(a, Tensor):
+                d = a._data
+                if type(d) is not Var:
+                    d = tracer.capture(a)
+                elif d.tape is not tracer.tape:
+                    raise escaped(d.aval)
+                if a._base is not None and a._version[1] != a._view_rec:
+                    raise TracerError(
+                        f"{op.name}: this view (shape {tuple(a.shape)}) was taken before its "
+                        "base was changed in place; under tg.jit a view does not follow later "
+                        "in-place changes of its base. Take the view again after the change."
+                    )
+                ins.append(d)
+                avals.append(d.aval)
+                if a._requires_grad:
+                    record = True
+            elif is_scalar(a):
+                a = a.item() if isinstance(a, np.generic) else a
+                ins.append(a)
+                avals.append(a)
+            elif isinstance(a, np.ndarray):
+                d = tracer.const(a)
+                ins.append(d)
+                avals.append(d.aval)
+            else:
+                raise TypeError(f"{op.name}: expected Tensors or numbers, got {type(a).__name__}")
+        aval = op.abstract(*avals, **params)
+        t = Tensor._wrap(tracer.tape.add_eqn(op, tuple(ins), aval, params))
+        first = args[0] if args else None
+        if op.kind in _VIEW_KINDS and isinstance(first, Tensor):
+            # eager's view bookkeeping, so a stale view is caught (above) instead of diverging
+            t._version = first._version
+            _link_view(t, first)
+        if record and _grad_state.enabled and op.vjp is not None:
+            _record(op, args, params, t)
+        return t
+
+    def check_view(self, t: Tensor, op: Any) -> None:
+        if t._base is not None:
+            raise TracerError(
+                f"{op.name}_: in-place change of a view (or of a detach()ed / .data / "
+                f"contiguous() alias; shape {tuple(t.shape)}) inside tg.jit: a traced view "
+                "cannot write through to its base. Change the base tensor itself (with "
+                "tg.no_grad(): p.add_(...))."
+            )
+
+    def old_value(self, t: Tensor, op: Any, recording: bool) -> Any:
+        return t._data if type(t._data) is Var else self.tracer.capture(t)
+
+    def store(self, t: Tensor, res: Tensor) -> Tensor:
+        if res.dtype != t.dtype:
+            res = ops.astype(res, dtype=t.dtype)
+        t._data = res._data
+        return res
+
+    def accumulate(self, t: Tensor, g: Tensor) -> None:
+        # functional: the tracer sees the write of a captured tensor's .grad
+        if t.grad is None:
+            t.grad = Tensor._wrap(g._data)
+        else:
+            t.grad._inplace(ops.add, g)
+
+
+EAGER = EagerMode()
+DEVICE = DeviceMode()
+
+
+def mode_of(*tensors: Tensor) -> Mode:
+    """The highest mode among these tensors: the running trace, else a GPU's, else the CPU's."""
     tracer = tracing.tracer
     if tracer is not None:
-        return _dispatch_traced(tracer, op, args, params)
-    datas = []
-    record = False
-    on_device = False
-    for a in args:
-        if isinstance(a, Tensor):
-            if type(a._data) is not np.ndarray:
-                if type(a._data) is Var:
-                    raise escaped(a._data.aval)
-                on_device = True
-            datas.append(a._data)
-            if a._requires_grad:
-                record = True
-        elif type(a) in _NUMBER_TYPES or is_scalar(a) or isinstance(a, np.ndarray):
-            datas.append(a)
-        else:
-            raise TypeError(
-                f"{op.name}: expected Tensors or numbers, got {type(a).__name__}; convert with "
-                "tg.tensor(...)"
-            )
-    if on_device:
-        return _dispatch_device(op, args, params, record)
-    try:
-        out = op.forward(*datas, **params)
-    except Exception as e:  # explain in the op's terms, with shapes
-        _explain(op, datas, params, e)
-        raise
-    if type(out) is not np.ndarray:
-        out = np.asarray(out)
-    if op.out_dtype is not None:
-        want = op.out_dtype(*datas, **params)
-        if out.dtype != want:
-            out = out.astype(want)
-    # the fields of Tensor._init_fields, inlined (one call less per op in eager mode)
-    t = object.__new__(Tensor)
-    t._data = out
-    t._requires_grad = False
-    t._grad = None
-    t.grad_fn = None
-    t._version = [0, 0]
-    t._base = None
-    t._view_rec = 0
-    t._accumulator = None
-    t._retains_grad = False
-    if op.kind in _VIEW_KINDS and out.base is not None:
-        first = args[0]
-        if isinstance(first, Tensor) and np.may_share_memory(out, first._data):
-            # a view: same storage, so the same version counter (in-place checks see through)
-            t._version = first._version
-            t._base = first._base if first._base is not None else first
-            t._view_rec = first._version[1]
-    if record and _grad_state.enabled and op.vjp is not None:
-        _record(op, args, params, t)
-    return t
+        return tracer.mode
+    if any(type(t._data) is not np.ndarray for t in tensors):
+        return DEVICE
+    return EAGER
 
 
-def _dispatch_device(op: ops.OpDef, args: tuple, params: dict, record: bool) -> Tensor:
-    """An op on CUDA tensors: one compiled op through the CUDA target (runtime/cuda_eager.py)."""
-    t = Tensor._wrap(device_hooks.run_op(op, args, params))
-    if op.kind in _VIEW_KINDS and isinstance(args[0], Tensor):
-        # a view op on the GPU returns a copy: remember the base, so that an in-place change
-        # through it (which would not reach the base) is refused, not silently lost
-        # (it has its own version counter: a copy never goes stale when the base changes)
-        first = args[0]
-        t._base = first._base if first._base is not None else first
-        t._view_rec = t._version[1]
-    if record and _grad_state.enabled and op.vjp is not None:
-        _record(op, args, params, t)
-    return t
-
-
-def _dispatch_traced(tracer: Any, op: ops.OpDef, args: tuple, params: dict) -> Tensor:
-    """Tracing: append an equation instead of computing. Tensors that exist outside the trace
-    are captured (they become implicit inputs); arrays become constants; numbers read from
-    user state (`SymbolicNumber`: an optimizer's lr) become runtime scalar inputs."""
-    args, params = tracer.lift(op, args, params)
-    ins = []
-    avals = []
-    record = False
-    for a in args:
-        if isinstance(a, Tensor):
-            d = a._data
-            if type(d) is not Var:
-                d = tracer.capture(a)
-            elif d.tape is not tracer.tape:
-                raise escaped(d.aval)
-            if a._base is not None and a._version[1] != a._view_rec:
-                raise TracerError(
-                    f"{op.name}: this view (shape {tuple(a.shape)}) was taken before its base was "
-                    "changed in place; under tg.jit a view does not follow later in-place "
-                    "changes of its base. Take the view again after the change."
-                )
-            ins.append(d)
-            avals.append(d.aval)
-            if a._requires_grad:
-                record = True
-        elif is_scalar(a):
-            a = a.item() if isinstance(a, np.generic) else a
-            ins.append(a)
-            avals.append(a)
-        elif isinstance(a, np.ndarray):
-            d = tracer.const(a)
-            ins.append(d)
-            avals.append(d.aval)
-        else:
-            raise TypeError(f"{op.name}: expected Tensors or numbers, got {type(a).__name__}")
-    aval = op.abstract(*avals, **params)
-    t = Tensor._wrap(tracer.tape.add_eqn(op, tuple(ins), aval, params))
-    first = args[0] if args else None
-    if op.kind in _VIEW_KINDS and isinstance(first, Tensor):
-        # keep eager's view bookkeeping, so a stale view is caught (above) instead of diverging
-        t._version = first._version
-        t._base = first._base if first._base is not None else first
-        t._view_rec = first._version[1]
-    if record and _grad_state.enabled and op.vjp is not None:
-        _record(op, args, params, t)
-    return t
+def dispatch(op: ops.OpDef, args: tuple, params: dict) -> Tensor:
+    """Run `op` on `args` in the current mode: the one place every op runs."""
+    tracer = tracing.tracer
+    if tracer is not None:
+        return tracer.mode.apply(op, args, params)
+    return EAGER.apply(op, args, params)
 
 
 _node_classes: dict = {}

@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 
 from .. import ops
-from ..tape.ir import Var
-from ..tensor import Tensor, _as_tensor, engine_hooks, tracing, unpack_out
-from .grad_mode import no_grad, state
+from ..tensor import Tensor, _as_tensor, engine_hooks, mode_of, tracing, unpack_out
+from .grad_mode import state
 from .node import FREED_MESSAGE, AccumulateGrad, Node
 
 
@@ -282,35 +281,7 @@ def _accumulate_grad(t: Tensor, g: Tensor, create_graph: bool) -> None:
     if create_graph:
         t.grad = g if t.grad is None else ops.add(t.grad, g)
         return
-    if type(g._data) is Var:  # tracing: accumulation is functional; the tracer sees the write
-        if t.grad is None:
-            t.grad = Tensor._wrap(g._data)
-        else:
-            t.grad._inplace(ops.add, g)
-        return
-    if type(g._data) is not np.ndarray or type(t._data) is not np.ndarray:  # CUDA tensors
-        if g.device != t.device:
-            raise RuntimeError(
-                f"backward: the gradient of a tensor on {t.device} arrived on {g.device} (shape "
-                f"{tuple(g.shape)}); keep a computation's tensors on one device"
-            )
-        with no_grad():
-            g = g.astype(t.dtype)
-            if t.grad is None:
-                t.grad = Tensor._wrap(g.clone()._data)
-            else:
-                t.grad._inplace(ops.add, g)
-        return
-    if t.grad is None:
-        # laid out as the parameter (PyTorch's gradient layout contract): a Linear weight's
-        # gradient arrives as a transposed product
-        order = "C" if t._data.flags.c_contiguous else "K"
-        t.grad = Tensor._wrap(np.array(g._data, dtype=t.dtype, copy=True, order=order))
-    elif t.grad.grad_fn is None and t.grad._data.flags.writeable and t.grad.shape == g.shape:
-        np.add(t.grad._data, g._data, out=t.grad._data, casting="unsafe")
-        t.grad._version[0] += 1
-    else:
-        t.grad = Tensor._wrap(np.asarray(t.grad._data + g._data, dtype=t.dtype))
+    mode_of(t, g).accumulate(t, g)  # as the mode of the tensors does it (tensor.py)
 
 
 def _raise_modified(node: Node, saved: Any, now: int, expected: int, is_output: bool = False):

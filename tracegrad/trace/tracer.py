@@ -40,7 +40,7 @@ from ..autograd.pytree import flatten, unflatten
 from ..ops.core import Aval, is_scalar, result_type
 from ..tape.errors import TracerError, user_location
 from ..tape.ir import StateWrite, Tape, Var, WriteKind
-from ..tensor import Tensor, tracing
+from ..tensor import Tensor, TraceMode, tracing
 from . import pystate
 from .pystate import ModuleGuard, OptimizerGuard, Source, Sym
 
@@ -63,6 +63,7 @@ class Tracer:
 
     def __init__(self) -> None:
         self.tape = Tape()
+        self.mode = TraceMode(self)  # how ops run while this trace is the thread's (tensor.py)
         self.captured: list[_Captured] = []
         self._captured_ids: dict[int, _Captured] = {}
         self.grad_writes: dict[int, tuple[Tensor, Any]] = {}
