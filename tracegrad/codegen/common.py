@@ -6,6 +6,7 @@ names for display), the dtype table, the scalar lowering of an equation (`scalar
 from __future__ import annotations
 
 import keyword
+import re
 from typing import Any
 
 import numpy as np
@@ -118,6 +119,41 @@ def scalar_expr(e: Any, operands: list[str], literal: Any, fast: bool = True) ->
 
 def cast(v: Var) -> str:
     return CAST[v.dtype.name]
+
+
+def compute_dtype(e: Any) -> np.dtype:
+    """The dtype the loop computes `e` in: its literals are cast to it (`OpDef.promotes`)."""
+    return e.op.compute_dtype(e.inputs) if e.inputs else e.out.dtype
+
+
+_ARITHMETIC = re.compile(r"[\s()+\-*/]*")
+
+
+def typed(e: Any, expr: str, operands: list[str]) -> str:
+    """`expr` as a value of `e.out`'s dtype: a cast, left out where the expression is
+    arithmetic (+ - * / and parentheses) on operands that all have that floating dtype already
+    (Numba keeps float32 * float32 in float32), so that the source reads as the math."""
+    dtype = e.out.dtype
+    same = dtype.kind == "f" and compute_dtype(e) == dtype
+    same = same and all(x.dtype == dtype for x in e.inputs if isinstance(x, Var))
+    rest = expr
+    for op in sorted(operands, key=len, reverse=True):
+        rest = rest.replace(op, " ")
+    arithmetic = _ARITHMETIC.fullmatch(rest) and "**" not in rest and "//" not in rest
+    if not (same and arithmetic):
+        return f"{cast(e.out)}({expr})"
+    if expr.startswith("(") and expr.endswith(")") and _balanced(expr[1:-1]):
+        return expr[1:-1]
+    return expr
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for ch in text:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth < 0:
+            return False
+    return depth == 0
 
 
 SIZE_PARAMS = frozenset(("shape", "value", "min", "max"))

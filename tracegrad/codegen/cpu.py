@@ -46,9 +46,8 @@ from typing import Any
 import numpy as np
 
 from ..fuse.partition import KernelKind
-from ..ops.core import result_type
 from ..tape.ir import Var
-from .common import CAST, Naming, cast, eqn_comment, fold, scalar_expr
+from .common import CAST, Naming, cast, compute_dtype, eqn_comment, fold, scalar_expr, typed
 from .numba_helpers import HELPERS_VERSION
 from .source import SourceWriter
 
@@ -212,12 +211,11 @@ class SegmentWriter:
         # literals take the dtype of the tensor operands (Python numbers are weakly typed)
         # (the dtype the op computes in: PyTorch's promotion of its operands; a condition does
         # not take part)
-        operands = e.inputs[1:] if e.op.name == "where" else e.inputs
-        ctx = result_type(*operands) if operands else e.out.dtype
+        ctx = compute_dtype(e)
         ops = [self._operand(x, space, in_loop, ctx) for x in e.inputs]
         self.w.comment(eqn_comment(self.n, e, ops))
         expr = scalar_expr(e, ops, self.n.literal)
-        self.w.line(f"{self.n.scalar(e.out)} = {cast(e.out)}({expr})")
+        self.w.line(f"{self.n.scalar(e.out)} = {typed(e, expr, ops)}")
 
     # loop kernels -----------------------------------------------------------------------------
 
@@ -323,6 +321,10 @@ class SegmentWriter:
             slot = self.n.literal(parallel_grain())
             self.literal_defs.append(f"GRAIN = {slot}  # loops smaller than this run serially")
         total = " * ".join(f"n{d}" for d in range(rank))
+        if self.n.display:  # f.source(): the loop once (the compiled text has both copies)
+            w.comment(f"in parallel; serially (the same loop) where {total} < GRAIN")
+            w.lines([line[len(w.indent) :] for line in loop])  # (captured one level deeper)
+            return
         with w.block(f"if {total} < GRAIN:"):
             w.comment("small: serial (the same loop as below, without waking the threads)")
         w.lines([line.replace(" in prange(", " in range(", 1) for line in loop])

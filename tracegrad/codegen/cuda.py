@@ -39,9 +39,8 @@ import numpy as np
 
 from ..fuse.partition import KernelKind
 from ..ops import reduce as reduce_ops
-from ..ops.core import result_type
 from ..tape.ir import Var
-from .common import CAST, Naming, cast, eqn_comment, fold, scalar_expr
+from .common import CAST, Naming, cast, compute_dtype, eqn_comment, fold, scalar_expr, typed
 from .cuda_helpers import HELPERS_VERSION  # (imported after the CUDA check: runtime/)
 from .source import SourceWriter
 
@@ -211,12 +210,11 @@ class CudaSegmentWriter:
         return f"{name}.reshape({self._total})"
 
     def _assign(self, kd: _Kernel, e: Any, space: tuple) -> None:
-        operands = e.inputs[1:] if e.op.name == "where" else e.inputs
-        ctx = result_type(*operands) if operands else e.out.dtype
+        ctx = compute_dtype(e)
         ops = [self._operand(kd, x, space, ctx) for x in e.inputs]
         kd.w.comment(eqn_comment(self.n, e, ops))
         expr = scalar_expr(e, ops, lambda x: self._literal(kd, x, e.out.dtype), fast=False)
-        kd.w.line(f"{self.n.scalar(e.out)} = {cast(e.out)}({expr})")
+        kd.w.line(f"{self.n.scalar(e.out)} = {typed(e, expr, ops)}")
         kd.locals.add(id(e.out))
 
     def _alloc(self, v: Var) -> None:

@@ -15,6 +15,10 @@ class SourceWriter:
         self._level = level
         self._indent = indent
 
+    @property
+    def indent(self) -> str:
+        return self._indent
+
     def line(self, text: str = "") -> None:
         self._lines.append(self._indent * self._level + text if text else "")
 

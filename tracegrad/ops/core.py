@@ -302,6 +302,8 @@ class OpDef:
     new_array -- the forward always returns memory of its own (never a view of an input): the
                  executor's aliasing and buffer-donation rules rely on it
     uses_blas -- the forward calls BLAS (OpenBLAS's threads: runtime/executor.py)
+    promotes  -- the inputs whose dtypes make the dtype the loop computes in (and Python
+                 numbers are cast to); None: all (`where`'s condition takes no part)
     """
 
     name: str
@@ -321,6 +323,12 @@ class OpDef:
     reduction: Reduction | None = None
     new_array: bool = False
     uses_blas: bool = False
+    promotes: tuple[int, ...] | None = None
+
+    def compute_dtype(self, inputs: tuple) -> np.dtype:
+        """The dtype a fused loop computes this op in, for these inputs (Vars or numbers)."""
+        chosen = inputs if self.promotes is None else [inputs[i] for i in self.promotes]
+        return result_type(*chosen)
 
     def __call__(self, *args: Any, **params: Any) -> Any:
         return hooks.dispatch(self, args, params)

@@ -341,6 +341,7 @@ where = defop(
     ),
     saves=(0,),
     lower="({1} if {0} else {2})",
+    promotes=(1, 2),
     grad_name="WhereBackward0",
     cheap=True,
 )
