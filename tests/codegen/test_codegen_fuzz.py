@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tracegrad as tg
-from tracegrad.runtime.executor import NumbaExecutable
+from tracegrad.codegen.program import write_cpu_program
 from tracegrad.tape.passes import optimize
 
 EXAMPLES = int(os.environ.get("TRACEGRAD_FUZZ_EXAMPLES", "150"))
@@ -166,22 +166,15 @@ def test_generated_modules_are_valid_python(program: tuple, parallel: bool) -> N
     y = tg.tensor(np.linspace(1, -1, int(np.prod(sy))).reshape(sy).astype(np.float32))
     f = tg.value_and_grad(lambda a, b: run(steps, a, b), argnums=(0, 1))
     tape = optimize(tg.make_tape(f)(x, y))
-    old = os.environ.get("TRACEGRAD_DISABLE_DISK_CACHE")
-    os.environ["TRACEGRAD_DISABLE_DISK_CACHE"] = "1"  # no files for programs never run
-    try:
-        executable = NumbaExecutable(tape, parallel, {"compiles": 0, "disk_hits": 0})
-    finally:
-        if old is None:
-            del os.environ["TRACEGRAD_DISABLE_DISK_CACHE"]
-        else:
-            os.environ["TRACEGRAD_DISABLE_DISK_CACHE"] = old
-    for step in executable.steps:
-        source = getattr(step, "source", None)
-        if isinstance(source, str):
-            compile(source, "<segment>", "exec")  # SyntaxError: the generated code is invalid
-            header = next(line for line in source.splitlines() if line.startswith("def "))
-            params = header[header.index("(") + 1 : header.rindex(")")].split(", ")
-            assert len(params) == len(set(params)), header
+    # the program only (written, not compiled): every segment's module, and the driver
+    code = write_cpu_program(tape, parallel, cache=False)
+    compile(code.driver_source, "<driver>", "exec")
+    for _, segment in code.segments():
+        source = segment.source
+        compile(source, "<segment>", "exec")  # SyntaxError: the generated code is invalid
+        header = next(line for line in source.splitlines() if line.startswith("def "))
+        params = header[header.index("(") + 1 : header.rindex(")")].split(", ")
+        assert len(params) == len(set(params)), header
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))

@@ -49,8 +49,8 @@ def test_sizes_on_both_sides_of_the_grain_share_the_compiled_code(monkeypatch: A
     source = f.source(*_data(4, 5))
     assert "where n0 * n1 < GRAIN" in source and "in prange(" in source
     assert "if n0 * n1 < GRAIN:" not in source
-    steps = f._entry_for(_data(4, 5), {}).executable.steps
-    compiled = "".join(s.source for s in steps if isinstance(getattr(s, "source", None), str))
+    program = f._entry_for(_data(4, 5), {}).executable.program
+    compiled = "".join(segment.source for _, segment in program.segments())
     assert "if n0 * n1 < GRAIN:" in compiled and "in prange(" in compiled
 
 

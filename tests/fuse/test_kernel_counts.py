@@ -171,7 +171,7 @@ def test_an_mlp_training_step_is_segments_between_its_blas_calls():
     # first layer's input needs none), nothing in Python; every segment has exactly the
     # fast-math flags reassoc and contract (no nnan/ninf: NaN and inf keep their meaning)
     from tracegrad import nn
-    from tracegrad.runtime.executor import _Segment
+    from tracegrad.codegen.common import SegmentCode
 
     tg.manual_seed(0)
     model = nn.Sequential(
@@ -191,8 +191,8 @@ def test_an_mlp_training_step_is_segments_between_its_blas_calls():
     f(x, y)  # the eager first call makes the momentum buffers
     f(x, y)
     steps = f._entry_for((x, y), {}).executable.steps
-    segments = [s for s in steps if isinstance(s, _Segment)]
-    others = [s.eqn.op.name for s in steps if not isinstance(s, _Segment)]
+    segments = [s for s in steps if isinstance(s, SegmentCode)]
+    others = [s.eqn.op.name for s in steps if not isinstance(s, SegmentCode)]
     assert others.count("matmul") == 8 and set(others) == {"matmul"}
     assert len(segments) <= len(others) + 1  # at most one segment per gap between them
     for seg in segments:

@@ -372,7 +372,7 @@ def test_debug_levels_print_kernels_and_source(monkeypatch, capsys):
 
 def _donations(f, *args):
     entry = f._entry_for(args, {})
-    return entry.executable._donations()
+    return entry.executable.program.donations
 
 
 def test_state_updates_are_computed_into_the_captured_arrays():
@@ -464,7 +464,7 @@ def test_what_reads_a_parameter_runs_before_its_update_so_the_update_is_in_place
     entry = jitted._entry_for((x, y), {})
     writes = [w for w in entry.tape.writes if w.kind is WriteKind.DATA and w.value.ndim]
     assert len(writes) == 2 * len(list(model.parameters()))  # parameters and momentum buffers
-    assert set(entry.executable._donations()) >= {id(w.value) for w in writes}
+    assert set(entry.executable.program.donations) >= {id(w.value) for w in writes}
 
 
 def test_a_reader_of_the_old_value_that_needs_the_new_one_stays_after_it():

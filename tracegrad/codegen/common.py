@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import keyword
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -196,3 +198,36 @@ def fold(reduction: Any, acc: str, x: str, floating: bool) -> list[str]:
 def python_step_label(e: Any) -> str:
     """Where a step outside the compiled segments runs (`f.source()` and the driver's comment)."""
     return "numpy (BLAS)" if e.op.uses_blas else "Python (numpy forward)"
+
+
+# buffers smaller than this are plain np.empty; larger ones come from the executable's pool
+# (page faults on a fresh large array cost more than a memory-bound loop: runtime/executor.py)
+POOLED_BYTES = 1 << 16
+
+
+@dataclass(eq=False)
+class SegmentCode:
+    """One compiled segment as written: the source compiled (local names: its hash keys the
+    caches, so equal segments of different tapes share machine code) and, for people, the
+    same code in the tape's names (`display()`)."""
+
+    kernels: list
+    inputs: list[Var]
+    outputs: list[Var]
+    buffers: list[Var]  # arrays the segment's loops write, passed in by the driver
+    donated: list[int | None]  # per buffer: id of the captured var whose array it may be
+    naming: Naming
+    source: str
+    display: Callable[[], str]
+    S: np.ndarray = field(init=False)  # the shape table (sizes are never in the source)
+    LF: np.ndarray = field(init=False)  # literal slots, floating and integer
+    LI: np.ndarray = field(init=False)
+    buffer_plan: list = field(init=False)  # per buffer: (shape, dtype, from the pool?)
+
+    def __post_init__(self) -> None:
+        self.S = self.naming.shape_table()
+        self.LF, self.LI = self.naming.literals()
+        self.buffer_plan = [
+            (v.shape, v.dtype, v.dtype.itemsize * int(np.prod(v.shape)) >= POOLED_BYTES)
+            for v in self.buffers
+        ]

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..tape.ir import Var
-from .common import python_step_label
+from .common import SegmentCode, python_step_label
 from .source import SourceWriter
 
 
@@ -101,12 +101,12 @@ def python_step_into(e: Any) -> Callable:
 
 
 class DriverWriter:
-    """Writes `call(args, captured)` for the steps of a `NumbaExecutable`.
+    """Writes `call(args, captured)` for the steps of a `CpuProgram` (program.py).
 
-    `steps` holds segments (objects with `inputs`, `outputs`, `buffers`, `buffer_plan`,
-    `donated`, `fn`, `S`, `LF`, `LI`, `kernels`) and Python steps (kernels with an `eqn`);
-    `fresh` is the set of ids of vars whose arrays are new at every call (cannot alias an
-    argument)."""
+    `steps` holds `SegmentCode`s and Python steps (kernels with an `eqn`); `fresh` is the set
+    of ids of vars whose arrays are new at every call (cannot alias an argument). The source
+    refers to globals the runtime binds: `_segment{n}` (step n's compiled function), `_take`
+    (the buffer pool) and `_donate`."""
 
     def __init__(
         self,
@@ -116,16 +116,12 @@ class DriverWriter:
         names: dict[int, str],
         consts: dict[int, Any],
         fresh: set[int],
-        segment_type: type,
-        pool_take: Callable,
-        donatable: Callable,
     ) -> None:
         self.tape = tape
         self.kernel_index = {id(k): i for i, k in enumerate(kernels)}
         self.steps = steps
         self.consts = consts
         self.fresh = fresh
-        self.segment_type = segment_type
         self.names = {k: _safe(v) for k, v in names.items()}
         self.globals: dict[str, Any] = {
             "np": np,
@@ -134,8 +130,6 @@ class DriverWriter:
             "_owned": owned,
             "_array": np.array,
             "_empty": np.empty,
-            "_take": pool_take,
-            "_donate": donatable,
         }
         # how each var is held in the driver: "array" (a C-contiguous array of its dtype, made
         # by a compiled loop), "number" (a Python number returned by Numba for a 0-d result),
@@ -150,7 +144,7 @@ class DriverWriter:
             self._unpack("args", self.tape.args)
             self._unpack("captured", self.tape.captured)
             for n, step in enumerate(self.steps):
-                if type(step) is self.segment_type:
+                if isinstance(step, SegmentCode):
                     self._segment(n, step)
                 else:
                     self._python(n, step)
@@ -222,8 +216,7 @@ class DriverWriter:
             else:
                 w.line(f"{name} = _empty({tuple(shape)!r}, {dt})")
             params.append(name)
-        g = f"_segment{n}"
-        self.globals[g] = seg.fn
+        g = f"_segment{n}"  # bound by the runtime to the compiled function
         for table, value in (("S", seg.S), ("LF", seg.LF), ("LI", seg.LI)):
             self.globals[f"_{table}{n}"] = value
         params += [f"_S{n}", f"_LF{n}", f"_LI{n}"]

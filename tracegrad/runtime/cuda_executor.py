@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..codegen.common import Naming, tape_names
+from ..codegen.program import CudaSegmentCode, write_cuda_program
 from ..devices import (
     as_kernel_array,
     copy,
@@ -28,65 +28,43 @@ from ..devices import (
     is_device_array,
     to_host,
 )
-from ..fuse.partition import KernelKind, partition
-from ..fuse.segments import fresh_values, group_segments, later_uses_of, segment_io
 from ..tape.ir import Var
 from . import compile_cache
 
 
 class _CudaSegment:
-    def __init__(self, inputs: list[Var], outputs: list[Var], source: str, fn: Any, naming: Naming):
-        self.inputs = inputs
-        self.outputs = outputs
-        self.source = source
+    """A segment of the program with its compiled module's host function."""
+
+    def __init__(self, code: CudaSegmentCode, fn: Any) -> None:
+        self.code = code
+        self.source = code.source
         self.fn = fn
-        self.naming = naming
         # sizes as Python ints (what numba.cuda's allocation and reshape expect)
-        self.S = naming.shape_table().astype(object)
-        self.LF, self.LI = naming.literals()
-        self.in_keys = [id(v) for v in inputs]
-        self.out_keys = [id(v) for v in outputs]
+        self.S = code.naming.shape_table().astype(object)
+        self.LF, self.LI = code.naming.literals()
+        self.in_keys = [id(v) for v in code.inputs]
+        self.out_keys = [id(v) for v in code.outputs]
 
 
 class CudaExecutable:
     kind = "cuda"
 
     def __init__(self, tape: Any, stats: dict) -> None:
-        from ..codegen.cuda import CudaSegmentWriter, cuda_lowers, cuda_returns_view
-
-        self.cuda = cuda()
+        self.cuda = cuda()  # (raises first where no GPU or simulator is available)
         self.tape = tape
         self.stats = stats
         stats.setdefault("host_steps", 0)
-        self.kernels = partition(tape)
-        names = tape_names(tape)
+        self.program = write_cuda_program(tape, compile_cache.disk_enabled())
+        self.kernels = self.program.kernels
         self.consts = {
-            id(e.out): as_kernel_array(self.cuda.to_device(np.ascontiguousarray(e.params["value"])))
-            for e in tape.eqns
-            if e.op.name == "const"
+            k: as_kernel_array(self.cuda.to_device(a)) for k, a in self.program.consts.items()
         }
-        cache = compile_cache.disk_enabled()
-        groups = group_segments(
-            self.kernels, lambda k: k.kind is not KernelKind.LOOP and not cuda_lowers(k.eqn)
-        )
-        self.steps: list[Any] = []
-        for g, used_later in zip(groups, later_uses_of(tape, groups)):
-            if not isinstance(g, list):
-                self.steps.append(g)
-                continue
-            inputs, outputs = segment_io(g, used_later)
-            naming = Naming.of_segment(g, inputs, names)
-            source = CudaSegmentWriter(naming, g, inputs, outputs, cache).source()
-            fn = compile_cache.load(source)
-            seg = _CudaSegment(inputs, outputs, source, fn, naming)
-            seg.display = lambda g=g, inputs=inputs, outputs=outputs: CudaSegmentWriter(
-                Naming.of_segment(g, inputs, names, display=True), g, inputs, outputs, cache
-            ).source()  # f.source(): in the tape's names
-            self.steps.append(seg)
+        self.steps = [
+            _CudaSegment(s, compile_cache.load(s.source)) if isinstance(s, CudaSegmentCode) else s
+            for s in self.program.steps
+        ]
         # results must not be an argument's array (or a view of one): those are copied
-        self._fresh = fresh_values(
-            self.kernels, lambda k: k.kind is not KernelKind.LOOP and cuda_returns_view(k.eqn)
-        )
+        self._fresh = self.program.fresh
 
     def __call__(self, args: Sequence[Any], captured: Sequence[Any]) -> tuple:
         to_device = self.cuda.to_device
@@ -146,16 +124,4 @@ class CudaExecutable:
         self.stats["disk_hits" if hits else "compiles"] += 1
 
     def source(self) -> str:
-        parts = []
-        for n, step in enumerate(self.steps):
-            if isinstance(step, _CudaSegment):
-                parts.append(
-                    f"# ---- CUDA segment {n}, in the tape's names (the compiled text names its "
-                    f"values locally: {step.naming.legend()}) ----\n{step.display()}"
-                )
-            else:
-                parts.append(
-                    f"# ---- step {n}: {step.eqn.op.name} runs on the host (numpy forward; "
-                    "inputs copied to the host and the result back) ----\n"
-                )
-        return "\n".join(parts)
+        return self.program.source()

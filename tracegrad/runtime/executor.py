@@ -23,13 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from ..codegen.common import Naming, python_step_label, tape_names
-from ..codegen.cpu import SegmentWriter
-from ..codegen.driver import DriverWriter, owned
-from ..fuse.partition import KernelKind, describe, may_return_view, partition
-from ..fuse.segments import fresh_values, group_segments, later_uses_of, segment_io
+from ..codegen.common import POOLED_BYTES
+from ..codegen.driver import owned
+from ..codegen.program import write_cpu_program
+from ..fuse.partition import describe
 from ..tape.interpret import interpret
-from ..tape.ir import Var, WriteKind
 from . import compile_cache
 
 
@@ -61,7 +59,7 @@ class BufferPool:
     result the user keeps (a Tensor, a numpy array, a view of it) holds a reference and is
     never reused."""
 
-    SMALL = 1 << 16
+    SMALL = POOLED_BYTES  # (the program's buffer plan takes smaller ones from np.empty)
 
     def __init__(self, per_shape: int = 4) -> None:
         self._arrays: dict[tuple, list[np.ndarray]] = {}
@@ -91,33 +89,6 @@ def _nbytes(shape: tuple, dtype: np.dtype) -> int:
     return n
 
 
-class _Segment:
-    def __init__(
-        self,
-        kernels: list,
-        inputs: list[Var],
-        outputs: list[Var],
-        source: str,
-        fn: Any,
-        buffers: list[Var],
-        naming: Naming,
-    ) -> None:
-        self.kernels = kernels
-        self.naming = naming
-        # the segment's own shape table and literals (its names are local: Naming)
-        self.S = naming.shape_table()
-        self.LF, self.LI = naming.literals()
-        self.inputs = inputs
-        self.outputs = outputs
-        self.buffers = buffers
-        # (shape, dtype, from the pool?): small buffers are plain np.empty (BufferPool.SMALL)
-        self.buffer_plan = [
-            (v.shape, v.dtype, _nbytes(v.shape, v.dtype) >= BufferPool.SMALL) for v in buffers
-        ]
-        self.source = source
-        self.fn = fn
-
-
 class NumbaExecutable:
     """Fused loops compiled with numba.njit; see the module docstring."""
 
@@ -127,62 +98,14 @@ class NumbaExecutable:
         self.tape = tape
         self.stats = stats
         self.pool = BufferPool()
-        self.kernels = partition(tape)
-        names = tape_names(tape)
-        self.consts = {
-            id(e.out): (e.params["value"][()] if e.params["value"].ndim == 0 else e.params["value"])
-            for e in tape.eqns
-            if e.op.name == "const"
-        }
-        cache = "True" if compile_cache.disk_enabled() else "False"
-        if parallel and any(_calls_blas(k) for k in self.kernels):
-            # Graphs that call BLAS (matmul, conv) get serial loops. OpenBLAS's own threads
-            # spin for about 0.1 s after each call; Numba's parallel loops in between wait for
-            # the cores they hold. Measured on a ResNet-18 step (2 cores): parallel loops
-            # 140-200 ms, serial 9 ms, eager 10 ms; with OpenBLAS's spin shortened
-            # (OPENBLAS_THREAD_TIMEOUT=10) parallel was still slower than serial (13 vs 9 ms
-            # at batch 1, 77 vs 61 ms at batch 16). The BLAS calls stay multi-threaded.
-            parallel = False
-        self.parallel = parallel
-
-        def decorator(uses_prange: bool) -> str:
-            # fastmath: only reassociation and contraction (FMA), which let LLVM vectorize
-            # reductions (8x for a row sum of exp); no nnan/ninf/arcp: NaN and inf keep their
-            # IEEE meaning
-            return (
-                f"@njit(parallel={parallel and uses_prange}, fastmath={{'reassoc', 'contract'}}, "
-                f'error_model="numpy", cache={cache})'
-            )
-
-        # runs of compiled kernels form one segment; Python steps and matmul sit between.
-        # matmul runs in numpy, between segments: inside Numba, np.dot calls SciPy's OpenBLAS,
-        # a second copy of the library with a second thread pool, and the two pools' spinning
-        # threads starved each other (a conv net's step: 44 ms in Numba vs 6 ms in numpy;
-        # docs/compiler.md)
-        groups = group_segments(self.kernels, lambda k: k.kind is KernelKind.PYTHON or _in_numpy(k))
-        later_uses = later_uses_of(self.tape, groups)
-        donations = self._donations()
-        captured = {id(x): x for x in tape.captured}
-        donated = {v: captured[old] for v, old in donations.items()}
-        self.steps: list[Any] = []
-        for g, used_later in zip(groups, later_uses):
-            if isinstance(g, list):
-                self.steps.append(self._segment(g, used_later, names, decorator, donated))
-            else:
-                self.steps.append(g)
-        # the Python driver: runs the steps in order (codegen/driver.py)
-        self.driver_source, namespace = DriverWriter(
-            tape,
-            self.kernels,
-            self.steps,
-            names,
-            self.consts,
-            fresh_values(self.kernels, may_return_view),
-            _Segment,
-            self.pool.take,
-            self._donate,
-        ).source()
-        exec(compile(self.driver_source, "<tracegrad driver>", "exec"), namespace)
+        self.program = write_cpu_program(tape, parallel, compile_cache.disk_enabled())
+        self.kernels = self.program.kernels
+        self.parallel = self.program.parallel
+        # the segments' functions, compiled (or loaded from a cache level) from their sources
+        self.functions = {n: compile_cache.load(seg.source) for n, seg in self.program.segments()}
+        namespace = dict(self.program.driver_globals, _take=self.pool.take, _donate=self._donate)
+        namespace.update({f"_segment{n}": fn for n, fn in self.functions.items()})
+        exec(compile(self.program.driver_source, "<tracegrad driver>", "exec"), namespace)
         self.call = namespace["call"]
         self._first_call_done = False
         if debug_level() >= 2:
@@ -190,106 +113,17 @@ class NumbaExecutable:
         if debug_level() >= 3:
             print(self.source(), file=sys.stderr)
 
-    def _segment(
-        self, kernels: list, used_later: set, names: dict, decorator: Any, donated: dict
-    ) -> _Segment:
-        """One compiled segment: its source (local names), compiled or loaded from a cache."""
-        inputs, outputs = segment_io(kernels, used_later)
-
-        def write(display: bool) -> SegmentWriter:
-            naming = Naming.of_segment(kernels, inputs, names, display)
-            return SegmentWriter(
-                naming, kernels, inputs, outputs, decorator, self.parallel, donated
-            )
-
-        writer = write(False)
-        source = writer.source()
-        seg = _Segment(
-            kernels,
-            inputs,
-            outputs,
-            source,
-            compile_cache.load(source),
-            writer.buffers,
-            writer.n,
-        )
-        seg.display = lambda: write(True).source()  # f.source(): in the tape's names
-        # buffers that are the captured array they replace (see _donations)
-        seg.donated = [id(donated[id(v)]) if id(v) in donated else None for v in writer.buffers]
-        return seg
-
-    def _donations(self) -> dict[int, int]:
-        """State writes computed in place: {new value var: captured var}.
-
-        A parameter update `p_new = p - lr * g` is a loop that reads p[i] and writes
-        p_new[i]; when nothing after that loop reads the old p, the loop can write p_new into
-        p's own array. That saves a buffer (page faults: a ResNet has 11.7M parameters) and the
-        copy back after the call, as JAX's buffer donation does. Conditions, all checked here
-        once: a data write of a value that a loop materializes, of the captured var's shape and
-        dtype, that the loop space equals (every read of the old value at the same index), not
-        returned as an output, and the old value not read by any later kernel. The call checks
-        the array itself (contiguous, writeable, not sharing memory with an argument)."""
-        position: dict[int, int] = {}
-        reads: dict[int, list[int]] = {}
-        # a call or Python step may return a view of its input (numpy's reshape, transpose,
-        # broadcast_to, basic indexing): a read of the view is a read of the array under it
-        alias_of: dict[int, int] = {}
-        for i, k in enumerate(self.kernels):
-            for e in k.eqns:
-                position[id(e.out)] = i
-                for x in e.inputs:
-                    if isinstance(x, Var):
-                        root = alias_of.get(id(x), id(x))
-                        reads.setdefault(id(x), []).append(i)
-                        if root != id(x):
-                            reads.setdefault(root, []).append(i)
-            if may_return_view(k):
-                x = k.eqn.inputs[0]
-                if isinstance(x, Var):
-                    alias_of[id(k.eqn.out)] = alias_of.get(id(x), id(x))
-        # read after the last kernel: the tape's outputs and the values of state writes
-        outputs = {id(x) for x in self.tape.outputs if isinstance(x, Var)}
-        outputs |= {id(w.value) for w in self.tape.writes if isinstance(w.value, Var)}
-        outputs |= {alias_of[v] for v in list(outputs) if v in alias_of}  # views returned
-        targets: dict[int, int] = {}
-        for w in self.tape.writes:
-            if w.kind is WriteKind.DATA and isinstance(w.target, Var):
-                targets[id(w.target)] = targets.get(id(w.target), 0) + 1
-        donations: dict[int, int] = {}
-        for w in self.tape.writes:
-            v, old = w.value, w.target
-            if w.kind is not WriteKind.DATA or not isinstance(v, Var) or not isinstance(old, Var):
-                continue
-            i = position.get(id(v))
-            if i is None or targets[id(old)] != 1 or v.aval != old.aval:
-                continue
-            if id(old) in outputs or id(v) in {id(x) for x in self.tape.outputs}:
-                continue
-            k = self.kernels[i]
-            if k.kind is not KernelKind.LOOP or not k.space or tuple(k.space) != tuple(old.shape):
-                continue
-            if id(v) not in {id(m) for m in k.materialize}:
-                continue
-            if any(r > i for r in reads.get(id(old), [])):
-                continue  # a later kernel reads the old value
-            # inside the loop, the store of v[i] must come after every read of old[i]: body
-            # statements run in order, accumulations after the whole body (in-place updates
-            # always satisfy this today; a pass that folded `p.copy_(new)` into `new` would not)
-            order = [id(e.out) for e in k.body]
-            vpos = order.index(id(v))
-            late = [e for e in k.body[vpos + 1 :] + k.reductions if _reads(e, old)]
-            if not late:
-                donations[id(v)] = id(old)
-        return donations
+    @property
+    def steps(self) -> list:
+        return self.program.steps
 
     def __call__(self, args: Sequence[np.ndarray], captured: Sequence[np.ndarray]) -> tuple:
         result = self.call(args, captured)
         if not self._first_call_done:
             # every segment ran once: its dispatcher compiled, or loaded from Numba's cache
             self._first_call_done = True
-            for step in self.steps:
-                if type(step) is _Segment:
-                    self._count_first_call(step.fn)
+            for fn in self.functions.values():
+                self._count_first_call(fn)
         return result
 
     def _donate(self, a: Any, args: Sequence[Any], shape: tuple, dtype: np.dtype) -> Any:
@@ -320,21 +154,7 @@ class NumbaExecutable:
             self.stats["compiles"] += 1
 
     def source(self) -> str:
-        parts = [
-            "# ---- driver (Python): runs the steps below in order (codegen/driver.py) ----\n"
-            + self.driver_source
-        ]
-        for n, step in enumerate(self.steps):
-            if isinstance(step, _Segment):
-                parts.append(
-                    f"# ---- compiled segment {n}, in the tape's names (the compiled text names "
-                    f"its values locally: {step.naming.legend()}) ----\n{step.display()}"
-                )
-            else:
-                e = step.eqn
-                where = python_step_label(e)
-                parts.append(f"# ---- step {n}: {e.op.name} runs in {where} ----\n")
-        return "\n".join(parts)
+        return self.program.source()
 
 
 def _owned_results(outputs: tuple, writes: tuple, inputs: list) -> tuple:
@@ -342,19 +162,6 @@ def _owned_results(outputs: tuple, writes: tuple, inputs: list) -> tuple:
     outputs = tuple(owned(o, inputs) for o in outputs)
     writes = tuple(None if w is None else owned(w, inputs) for w in writes)
     return outputs, writes
-
-
-def _reads(e: Any, v: Var) -> bool:
-    return any(x is v for x in e.inputs)
-
-
-def _in_numpy(k: Any) -> bool:
-    """A library call that runs in numpy between segments (`Call.source` None: matmul)."""
-    return k.kind is KernelKind.CALL and k.eqn.op.call.source is None
-
-
-def _calls_blas(k: Any) -> bool:
-    return any(e.op.uses_blas for e in k.eqns)
 
 
 def debug_level() -> int:
