@@ -184,15 +184,11 @@ def eqn_comment(naming: Naming, e: Any, operands: list[str] | None = None) -> st
     return f"{naming.names[id(e.out)]}:{aval} = {head} {' '.join(atoms)}".rstrip()
 
 
-def fold(reduction: Any, acc: str, x: str, floating: bool) -> list[str]:
-    """Lines folding `x` into the accumulator `acc` (`OpDef.reduction.combine`). Where the
-    combine drops a NaN (Numba's max/min), a NaN `x` becomes the accumulator and stays, as numpy
-    and PyTorch propagate it. Not for a scalar accumulator of a `prange` loop: Numba only
-    recognizes the bare combine there (the CPU writer counts NaNs beside it)."""
-    line = reduction.combine.format(acc=acc, x=x)
-    if not (reduction.nan_ignored and floating):
-        return [line]
-    return [f"if {x} != {x}:", f"    {acc} = {x}", f"elif {acc} == {acc}:", f"    {line}"]
+def fold(reduction: Any, acc: str, x: str) -> str:
+    """The statement folding `x` into the accumulator `acc` (`OpDef.reduction.fold`, else its
+    `combine`). Not for a scalar accumulator of a `prange` loop: Numba only reduces the bare
+    `combine` there (the CPU writer counts NaNs beside a max)."""
+    return (reduction.fold or reduction.combine).format(acc=acc, x=x)
 
 
 def python_step_label(e: Any) -> str:

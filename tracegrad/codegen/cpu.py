@@ -80,7 +80,7 @@ def _row_depth(e: Any, rank: int) -> int:
 
 def _fold(w: Any, e: Any, acc: str, x: str) -> None:
     """Write the lines that fold `x` into the accumulator `acc` (`OpDef.reduction`)."""
-    w.code(fold(e.op.reduction, acc, x, e.inputs[0].dtype.kind == "f"))
+    w.line(fold(e.op.reduction, acc, x))
 
 
 def _counts_nans(e: Any) -> bool:

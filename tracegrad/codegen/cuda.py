@@ -424,14 +424,14 @@ class CudaSegmentWriter:
                 with w.block(f"while _r < {kcount}:"):
                     self._unravel(w, "_r", reduced)
                     w.line(f"_v = {value}")
-                    w.code(fold(reduction, "_acc", "_v", not integer))
+                    w.line(fold(reduction, "_acc", "_v"))
                     w.line("_r += cuda.blockDim.x")
                 w.line("_sh[_tid] = _acc")
                 w.line("cuda.syncthreads()")
                 w.line("_s = cuda.blockDim.x // 2")
                 with w.block("while _s > 0:"):
                     with w.block("if _tid < _s:"):
-                        w.code(fold(reduction, "_sh[_tid]", "_sh[_tid + _s]", not integer))
+                        w.line(fold(reduction, "_sh[_tid]", "_sh[_tid + _s]"))
                     w.line("cuda.syncthreads()")
                     w.line("_s //= 2")
                 w.line("_total = _sh[0]")
@@ -916,7 +916,7 @@ class CudaSegmentWriter:
         with _over_window(w, window):
             with w.block("if 0 <= _hi < _h and 0 <= _wi < _w:"):
                 w.line(f"_v = {xs}[i0, i1, _hi, _wi]")
-                w.code(fold(_MAX, "_best", "_v", True))
+                w.line(fold(_MAX, "_best", "_v"))
         w.line(f"{out}[i0, i1, i2, i3] = {cast(e.out)}(_best)")
         self._end_loop(kd, block)
         self._launch_over(kd, dims)

@@ -53,11 +53,6 @@ class SourceWriter:
         """Append already indented lines (from `captured`)."""
         self._lines.extend(lines)
 
-    def code(self, lines: list[str]) -> None:
-        """Append lines whose indentation is relative to the current level (a snippet)."""
-        for text in lines:
-            self.line(text)
-
     def extend(self, other: SourceWriter) -> None:
         """Append another writer's lines as they are (their own indentation)."""
         self._lines.extend(other._lines)

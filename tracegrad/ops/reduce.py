@@ -138,6 +138,7 @@ amax = defop(
         ("-np.inf", "-np.inf"),
         "{acc} = max({acc}, {x})",
         nan_ignored=True,
+        fold="{acc} = {x} if ({x} > {acc} or {x} != {x}) else {acc}",
         floats_only=True,
     ),
 )
@@ -154,6 +155,7 @@ amin = defop(
         ("np.inf", "np.inf"),
         "{acc} = min({acc}, {x})",
         nan_ignored=True,
+        fold="{acc} = {x} if ({x} < {acc} or {x} != {x}) else {acc}",
         floats_only=True,
     ),
 )
