@@ -169,6 +169,7 @@ def test_generated_modules_are_valid_python(program: tuple, parallel: bool) -> N
     # the program only (written, not compiled): every segment's module, and the driver
     code = write_cpu_program(tape, parallel, cache=False)
     compile(code.driver_source, "<driver>", "exec")
+    assert all(k.eqns for k in code.kernels)  # no kernel left empty (an empty header)
     for _, segment in code.segments():
         source = segment.source
         compile(source, "<segment>", "exec")  # SyntaxError: the generated code is invalid

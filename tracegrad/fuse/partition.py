@@ -241,7 +241,8 @@ def partition(tape: Tape) -> list[Any]:
     _recompute_cheap_values(tape, kernels)
     _read_before_overwrite(tape, kernels)
     _mark_materialized(tape, kernels)
-    return kernels
+    # a loop whose every value moved to the loops that read it (rule 8) has nothing left to do
+    return [k for k in kernels if k.eqns]
 
 
 _CHAIN_LIMIT = 6  # equations recomputed per value, at most
