@@ -757,10 +757,11 @@ def triu(input: Any, diagonal: int = 0) -> Tensor:  # noqa: A002
 
 
 def _safe_root(s: Tensor, p: float) -> Tensor:
-    """s ** (1/p) with the gradient 0 where s == 0 (PyTorch's norm at a zero vector)."""
-    positive = ops.gt(s, 0)
-    root = ops.pow(ops.where(positive, s, 1), 1.0 / p)
-    return ops.where(positive, root, 0)
+    """s ** (1/p) with the gradient 0 where s == 0 (PyTorch's norm at a zero vector). `s` is a
+    sum of |x|^p: >= 0, or NaN when x holds one (the norm is then NaN, as PyTorch's)."""
+    nonzero = ops.ne(s, 0)
+    root = ops.pow(ops.where(nonzero, s, 1), 1.0 / p)
+    return ops.where(nonzero, root, 0)
 
 
 def norm(

@@ -1000,6 +1000,25 @@ def _link_view(t: Tensor, first: Tensor) -> None:
     t._view_rec = first._version[1]
 
 
+def eager_forward(op: ops.OpDef, datas: list, params: dict) -> np.ndarray:
+    """The array eager mode computes for `op` on arrays and numbers: its numpy forward, cast
+    to the op's dtype rule. Code that runs a fixed sequence of ops on plain arrays (optimizer
+    updates, gradient clipping) calls this to get eager's exact bits without a tensor per
+    step."""
+    try:
+        out = op.forward(*datas, **params)
+    except Exception as e:  # explain in the op's terms, with shapes
+        _explain(op, datas, params, e)
+        raise
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)
+    if op.out_dtype is not None:
+        want = op.out_dtype(*datas, **params)
+        if out.dtype != want:
+            out = out.astype(want)
+    return out
+
+
 class EagerMode(Mode):
     """Eager on the CPU: the op's numpy forward now, the `grad_fn` node when recording."""
 
@@ -1022,17 +1041,7 @@ class EagerMode(Mode):
                     f"{op.name}: expected Tensors or numbers, got {type(a).__name__}; convert "
                     "with tg.tensor(...)"
                 )
-        try:
-            out = op.forward(*datas, **params)
-        except Exception as e:  # explain in the op's terms, with shapes
-            _explain(op, datas, params, e)
-            raise
-        if type(out) is not np.ndarray:
-            out = np.asarray(out)
-        if op.out_dtype is not None:
-            want = op.out_dtype(*datas, **params)
-            if out.dtype != want:
-                out = out.astype(want)
+        out = eager_forward(op, datas, params)
         # the fields of Tensor._init_fields, inlined (one call less per op: the hot path)
         t = object.__new__(Tensor)
         t._data = out

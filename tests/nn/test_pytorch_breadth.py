@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 import os
 
+import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import tracegrad as tg
 import tracegrad.nn.functional as F
@@ -305,3 +308,82 @@ def test_out_keyword():
 
     f(tg.ones(3))
     assert acc.tolist() == [2.0, 2.0, 2.0]
+
+
+@pytest.mark.parametrize("p", [2, 3, 1, math.inf])
+def test_norm_of_nan_is_nan(p):
+    # a NaN is not a zero vector: the norm is NaN, as PyTorch's (a sum of |x|^p that is NaN)
+    x = tg.tensor([1.0, float("nan"), 2.0])
+    assert math.isnan(x.norm(p).item())
+    assert tg.tensor([0.0, 0.0]).norm(p).item() == 0.0
+
+
+def test_clip_grad_norm_of_nan_gradients_raises_or_spreads_nan():
+    p = nn.Parameter(tg.tensor([1.0, 2.0]))
+    p.grad = tg.tensor([float("nan"), 1.0])
+    with pytest.raises(RuntimeError, match="non-finite"):
+        nn.utils.clip_grad_norm_([p], 1.0, error_if_nonfinite=True)
+    total = nn.utils.clip_grad_norm_([p], 1.0)
+    assert math.isnan(total.item()) and np.isnan(p.grad.numpy()).all()  # as PyTorch
+
+
+_grads = st.lists(
+    hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5), min_size=1, max_size=5
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shapes=_grads,
+    dtype=st.sampled_from([np.float32, np.float64]),
+    scale=st.sampled_from([0.0, 1e-3, 1.0, 1e3, 1e30]),
+    max_norm=st.sampled_from([0.5, 1.0, 1e6]),
+    norm_type=st.sampled_from([2.0, math.inf]),
+    special=st.sampled_from([None, np.nan, np.inf]),
+    seed=st.integers(0, 2**16),
+)
+def test_clip_grad_norm_on_arrays_equals_the_tensor_form_bit_for_bit(
+    shapes, dtype, scale, max_norm, norm_type, special, seed
+):
+    # eager CPU gradients take a path over the arrays (nn/utils.py _clip_arrays); it must
+    # give exactly the tensor form's results (the same op forwards in the same order)
+    # (the inf-norm of an empty gradient raises in both forms, as PyTorch's vector_norm)
+    assume(norm_type != math.inf or all(int(np.prod(s)) > 0 for s in shapes))
+    rng = np.random.default_rng(seed)
+    arrays = [(rng.standard_normal(s) * scale).astype(dtype) for s in shapes]
+    if special is not None and arrays[0].size:
+        arrays[0].flat[0] = special
+
+    def clipped(array_path: bool) -> tuple:
+        ps = [nn.Parameter(tg.zeros(a.shape, dtype=dtype)) for a in arrays]
+        for p, a in zip(ps, arrays):
+            p.grad = tg.tensor(a.copy())
+        with np.errstate(all="ignore"), _array_path(array_path):
+            total = nn.utils.clip_grad_norm_(ps, max_norm, norm_type)
+        return total.numpy(), [p.grad.numpy() for p in ps]
+
+    (fast_total, fast_grads), (total, grads) = clipped(True), clipped(False)
+    assert fast_total.dtype == total.dtype
+    np.testing.assert_array_equal(fast_total, total)
+    for got, want in zip(fast_grads, grads):
+        assert got.dtype == want.dtype == dtype
+        np.testing.assert_array_equal(got, want)
+
+
+class _array_path:
+    """Leaves clip_grad_norm_'s array path on, or switches it off (the tensor form runs)."""
+
+    def __init__(self, on: bool):
+        self.on = on
+
+    def __enter__(self):
+        import tracegrad.nn.utils as U
+
+        self.saved = U._plain_arrays
+        if not self.on:
+            U._plain_arrays = lambda grads: False
+
+    def __exit__(self, *exc):
+        import tracegrad.nn.utils as U
+
+        U._plain_arrays = self.saved

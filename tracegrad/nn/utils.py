@@ -10,10 +10,12 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from .. import creation
+import numpy as np
+
+from .. import creation, ops
 from .. import functions as F
 from ..autograd.grad_mode import no_grad
-from ..tensor import Tensor
+from ..tensor import Tensor, eager_forward, tracing
 
 
 def _params(parameters: Any) -> list[Tensor]:
@@ -33,19 +35,71 @@ def clip_grad_norm_(
     if not grads:
         return creation.tensor(0.0)
     norm_type = float(norm_type)
+    if norm_type in (2.0, math.inf) and _plain_arrays(grads):
+        return _clip_arrays(grads, max_norm, norm_type, error_if_nonfinite)
     with no_grad():
         norms = F.stack([F.norm(g, norm_type) for g in grads])
         total = F.amax(norms, ()) if norm_type == math.inf else F.norm(norms, norm_type)
-        if error_if_nonfinite and not math.isfinite(total.item()):
-            raise RuntimeError(
-                f"The total norm of order {norm_type} for gradients from `parameters` is "
-                "non-finite, so it cannot be clipped. To disable this error and scale the "
-                "gradients by the non-finite norm anyway, set `error_if_nonfinite=False`"
-            )
+        _check_finite(error_if_nonfinite, total.item, norm_type)
         coef = F.clamp(max_norm / (total + 1e-6), max=1.0)
         for g in grads:
             g.mul_(coef.astype(g.dtype))
     return total
+
+
+def _check_finite(error_if_nonfinite: bool, value: Any, norm_type: float) -> None:
+    if error_if_nonfinite and not math.isfinite(value()):
+        raise RuntimeError(
+            f"The total norm of order {norm_type} for gradients from `parameters` is "
+            "non-finite, so it cannot be clipped. To disable this error and scale the "
+            "gradients by the non-finite norm anyway, set `error_if_nonfinite=False`"
+        )
+
+
+def _plain_arrays(grads: list) -> bool:
+    """Eager CPU gradients of one floating dtype, writeable, not being traced."""
+    if tracing.tracer is not None:
+        return False
+    dtype = grads[0]._data.dtype if type(grads[0]._data) is np.ndarray else None
+    return (
+        dtype is not None
+        and dtype.kind == "f"
+        and all(
+            type(g._data) is np.ndarray and g._data.dtype == dtype and g._data.flags.writeable
+            for g in grads
+        )
+    )
+
+
+def _run(op: Any, *inputs: Any, **params: Any) -> np.ndarray:
+    return eager_forward(op, list(inputs), params)
+
+
+def _norm_array(x: np.ndarray, norm_type: float) -> np.ndarray:
+    """`F.norm(x, norm_type)` (2 or inf) as the same op forwards on the array."""
+    dims = tuple(range(x.ndim))
+    if norm_type == math.inf:
+        return _run(ops.amax, _run(ops.abs, x), dims=dims, keepdim=False)
+    s = _run(ops.sum, _run(ops.mul, x, x), dims=dims, keepdim=False)
+    nonzero = _run(ops.ne, s, 0)
+    return _run(ops.where, nonzero, _run(ops.pow, _run(ops.where, nonzero, s, 1), 0.5), 0)
+
+
+def _clip_arrays(grads: list, max_norm: float, norm_type: float, error: bool) -> Tensor:
+    """`clip_grad_norm_`'s tensor form on the arrays: the same op forwards in the same order,
+    so the same bits (tests/nn), without about six tensor ops per parameter (a GPT's 29
+    parameters: 3.5 ms of its eager step against PyTorch's 0.9 ms)."""
+    with np.errstate(all="ignore"):  # as the ops run
+        norms = np.stack([_norm_array(g._data, norm_type) for g in grads])
+        total = _norm_array(norms, norm_type)
+        _check_finite(error, total.item, norm_type)
+        coef = _run(
+            ops.clamp, _run(ops.div, max_norm, _run(ops.add, total, 1e-6)), min=None, max=1.0
+        )
+        for g in grads:
+            c = coef if coef.dtype == g.dtype else _run(ops.astype, coef, dtype=g.dtype)
+            g.mul_(Tensor._wrap(c))  # (not recorded: the in-place fast path, as the tensor form)
+    return Tensor._wrap(total)
 
 
 def clip_grad_value_(parameters: Any, clip_value: float, foreach: Any = None) -> None:
