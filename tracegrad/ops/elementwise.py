@@ -24,7 +24,7 @@ from .core import (
     shape_of,
     unbroadcast,
 )
-from .kernels import erf_array, gelu_array
+from .kernels import erf_array, exp_array, gelu_array
 from .shape import expand, full
 
 try:  # numpy >= 2 keeps the floating-point error state in a context variable
@@ -392,9 +392,15 @@ def _sigmoid_forward(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
+def _exp_forward(x: Any) -> Any:
+    if type(x) is np.ndarray and x.dtype == np.float32:
+        return exp_array(x)  # float32 exp that vectorizes, as compiled loops use
+    return np.exp(x)
+
+
 exp = unary(
     "exp",
-    quiet(np.exp),
+    quiet(_exp_forward),
     lambda g, out, x: mul(g, out),
     f32_fast("math.exp({0})", "exp_f32({0})"),
     saves_out=True,

@@ -14,6 +14,7 @@ import numpy as np
 
 from .core import DEFAULT_INT, Aval, Reduction, defop, shape_error
 from .elementwise import div, eq, exp, logical_not, mul, quiet, sub, where
+from .kernels import exp_array
 from .shape import expand, reshape
 
 
@@ -263,7 +264,9 @@ def _logsumexp_forward(x: np.ndarray, *, dims: tuple, keepdim: bool) -> np.ndarr
         else np.zeros(reduced_shape(x.shape, dims, True), x.dtype)
     )
     m = np.where(np.isfinite(m), m, 0)
-    s = np.sum(np.exp(x - m), axis=dims, keepdims=True)
+    shifted = np.asarray(x - m)
+    e = exp_array(shifted) if shifted.dtype == np.float32 else np.exp(shifted)  # as the exp op
+    s = np.sum(e, axis=dims, keepdims=True)
     out = np.log(s) + m
     if not keepdim:
         out = out.reshape(reduced_shape(x.shape, dims, False))
