@@ -487,6 +487,37 @@ def _fold(d: Any) -> tuple:
     return (cols,), dict(params, size=tuple(x.shape[2:]))
 
 
+def _layer_norm(d: Any, gradient: bool = False) -> tuple:
+    shape = d(shapes(min_dims=1, max_dims=3, min_side=1))
+    n = d(st.integers(1, len(shape)))
+    norm = shape[len(shape) - n :]
+    x = distinct(d, shape)  # rows of distinct values: a variance well away from 0
+    w = floats(d, norm, 0.5, 2.0) if d(st.booleans()) else 1.0
+    if gradient:
+        return (floats(d, shape), x, w), {"n": n, "eps": 1e-5}
+    b = floats(d, norm) if d(st.booleans()) else 0.0
+    return (x, w, b), {"n": n, "eps": 1e-5}
+
+
+def _ln_parts(x: np.ndarray, n: int, eps: float) -> tuple:
+    dims = tuple(range(x.ndim - n, x.ndim))
+    centered = x - x.mean(axis=dims, keepdims=True)
+    rstd = 1 / np.sqrt((centered**2).mean(axis=dims, keepdims=True) + eps)
+    return dims, centered * rstd, rstd
+
+
+def _layer_norm_ref(x: np.ndarray, w: Any, b: Any, *, n: int, eps: float) -> np.ndarray:
+    return _ln_parts(x, n, eps)[1] * w + b
+
+
+def _layer_norm_grad_ref(g: np.ndarray, x: np.ndarray, w: Any, *, n: int, eps: float):
+    dims, xhat, rstd = _ln_parts(x, n, eps)
+    gw = g * w
+    a = gw.mean(axis=dims, keepdims=True)
+    c = (gw * xhat).mean(axis=dims, keepdims=True)
+    return rstd * (gw - a - xhat * c)
+
+
 def _conv(d: Any) -> tuple:
     params = _window(d)
     groups = d(st.sampled_from([1, 1, 2]))
@@ -723,6 +754,10 @@ CASES: dict[str, Case] = {
     "unfold2d": Case(_unfold, _unfold_ref),
     "fold2d": Case(_fold, _fold_ref),
     "conv2d": Case(_conv, _conv_ref),
+    "layer_norm": Case(_layer_norm, _layer_norm_ref),
+    "layer_norm_grad_x": Case(
+        lambda d: _layer_norm(d, gradient=True), _layer_norm_grad_ref, grad=False
+    ),
     "max_pool2d": Case(_max_pool, _max_pool_ref),
     "max_pool2d_argmax": Case(_pool_argmax, _pool_argmax_ref, grad=False),
     "const": Case(

@@ -1041,6 +1041,8 @@ class EagerMode(Mode):
                     f"{op.name}: expected Tensors or numbers, got {type(a).__name__}; convert "
                     "with tg.tensor(...)"
                 )
+        if record and op.vjp is None and op.decompose is not None and _grad_state.enabled:
+            return op.decompose(*args, **params)  # a fused kernel differentiated: its parts
         out = eager_forward(op, datas, params)
         # the fields of Tensor._init_fields, inlined (one call less per op: the hot path)
         t = object.__new__(Tensor)
@@ -1125,6 +1127,8 @@ class DeviceMode(Mode):
     (runtime/cuda_eager.py, through `device_hooks`). A view op returns a copy there."""
 
     def apply(self, op: ops.OpDef, args: tuple, params: dict) -> Tensor:
+        if op.decompose is not None:  # a CPU kernel's op: its parts run on the GPU
+            return op.decompose(*args, **params)
         record = any(isinstance(a, Tensor) and a._requires_grad for a in args)
         t = Tensor._wrap(device_hooks.run_op(op, args, params))
         if op.kind in _VIEW_KINDS and isinstance(args[0], Tensor):
@@ -1184,6 +1188,8 @@ class TraceMode(Mode):
         self.tracer = tracer
 
     def apply(self, op: ops.OpDef, args: tuple, params: dict) -> Tensor:
+        if op.decompose is not None:  # an eager kernel's op: traced as its parts, which fuse
+            return op.decompose(*args, **params)
         tracer = self.tracer
         args, params = tracer.lift(op, args, params)
         ins = []

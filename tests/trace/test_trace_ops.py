@@ -39,7 +39,11 @@ def test_trace_then_interpret_equals_eager(name: str, data: Any) -> None:
     tape = tg.make_tape(f)(*tensors)
     check(tape)
     (got,), _ = _run(tape, tensors)
-    np.testing.assert_array_equal(got, expected)
+    if op.decompose is None:
+        np.testing.assert_array_equal(got, expected)  # the same numpy forwards
+    else:  # a fused eager kernel, traced as its parts: equal up to rounding
+        assert not any(e.op is op for e in tape.eqns)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
     assert got.dtype == expected.dtype
 
 

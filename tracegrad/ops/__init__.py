@@ -51,7 +51,15 @@ from .elementwise import (
     zeros_like,
 )
 from .linalg import matmul
-from .nn import conv2d, fold2d, max_pool2d, max_pool2d_argmax, unfold2d
+from .nn import (
+    conv2d,
+    fold2d,
+    layer_norm,
+    layer_norm_grad_x,
+    max_pool2d,
+    max_pool2d_argmax,
+    unfold2d,
+)
 from .random import uniform
 from .reduce import amax, amin, argmax, argmin, expand_back, logsumexp, mean, prod, sum
 from .shape import (
@@ -127,6 +135,8 @@ __all__ = [
     "where",
     "matmul",
     "conv2d",
+    "layer_norm",
+    "layer_norm_grad_x",
     "fold2d",
     "max_pool2d",
     "max_pool2d_argmax",

@@ -310,6 +310,11 @@ class OpDef:
     uses_blas -- the forward calls BLAS (OpenBLAS's threads: runtime/executor.py)
     promotes  -- the inputs whose dtypes make the dtype the loop computes in (and Python
                  numbers are cast to); None: all (`where`'s condition takes no part)
+    decompose -- for a fused eager op (a Numba kernel where PyTorch has a native one): the same
+                 function written with other ops, `decompose(*inputs, **params)`. Tracing and
+                 the GPU run it instead of the op (fusion compiles the parts), and so does eager
+                 mode when the op has no `vjp` and its result must be differentiated (an input
+                 gradient's kernel under `create_graph=True`)
     """
 
     name: str
@@ -330,6 +335,7 @@ class OpDef:
     new_array: bool = False
     uses_blas: bool = False
     promotes: tuple[int, ...] | None = None
+    decompose: Callable[..., Any] | None = None
 
     def compute_dtype(self, inputs: tuple) -> np.dtype:
         """The dtype a fused loop computes this op in, for these inputs (Vars or numbers)."""

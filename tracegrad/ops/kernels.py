@@ -234,3 +234,58 @@ def uniform_f64(state, n):  # noqa: ANN001, ANN201
         bits = _splitmix64_at(seed, offset + np.uint64(i))
         out[i] = np.float64(bits >> np.uint64(11)) * 2.0**-53
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# layer norm over the last axis of a (rows, m) array: eager mode's fused forward and input
+# gradient (ops/nn.py `layer_norm`); float64 accumulators, as the compiled loops keep
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract", "reassoc"})
+def layer_norm_rows(x, w, b, eps):  # noqa: ANN001, ANN201
+    """out[r] = (x[r] - mean) / sqrt(var + eps) * w + b (biased variance), per row."""
+    rows, m = x.shape
+    out = np.empty_like(x)
+    for r in range(rows):
+        s = 0.0
+        for j in range(m):
+            s += x[r, j]
+        mean = s / m
+        q = 0.0
+        for j in range(m):
+            d = x[r, j] - mean
+            q += d * d
+        rstd = 1.0 / np.sqrt(q / m + eps)
+        for j in range(m):
+            out[r, j] = (x[r, j] - mean) * rstd * w[j] + b[j]
+    return out
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract", "reassoc"})
+def layer_norm_grad_rows(g, x, w, eps):  # noqa: ANN001, ANN201
+    """The input gradient of layer_norm_rows: rstd * (gw - mean(gw) - xhat * mean(gw * xhat)),
+    gw = g * w, per row."""
+    rows, m = x.shape
+    out = np.empty_like(x)
+    for r in range(rows):
+        s = 0.0
+        for j in range(m):
+            s += x[r, j]
+        mean = s / m
+        q = 0.0
+        for j in range(m):
+            d = x[r, j] - mean
+            q += d * d
+        rstd = 1.0 / np.sqrt(q / m + eps)
+        a = 0.0
+        c = 0.0
+        for j in range(m):
+            gw = g[r, j] * w[j]
+            a += gw
+            c += gw * (x[r, j] - mean) * rstd
+        a /= m
+        c /= m
+        for j in range(m):
+            xhat = (x[r, j] - mean) * rstd
+            out[r, j] = rstd * (g[r, j] * w[j] - a - xhat * c)
+    return out

@@ -21,8 +21,11 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from .core import Aval, defop, shape_error
+from .core import Aval, defop, is_scalar, result_type, shape_error, unbroadcast
+from .elementwise import add, mul, rsqrt, sub
+from .kernels import layer_norm_grad_rows, layer_norm_rows
 from .linalg import matmul
+from .reduce import mean
 from .shape import expand, full, getitem, permute, reshape, scatter_add
 
 
@@ -585,3 +588,116 @@ __all__ = [
     "pair",
     "out_size",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# layer_norm: PyTorch's native_layer_norm over the last `n` dims, (x - mean) * rsqrt(var +
+# eps) * w + b with the biased variance; w and b are arrays of the normalized shape or numbers
+# (1.0, 0.0: no affine). Eagerly one Numba pass per row forward and one for the input gradient
+# (kernels.py), where the composite took about nine numpy ops forward and twenty backward; under
+# tracing and on the GPU it is its decomposition, which fusion compiles into a few loops.
+
+
+def _ln_rows(x: Any, n: int) -> int:
+    m = 1
+    for s in x.shape[x.ndim - n :]:
+        m *= s
+    return m
+
+
+def _ln_vector(v: Any, m: int, dtype: np.dtype) -> np.ndarray:
+    """w or b as a contiguous (m,) array of the computing dtype (a number broadcast)."""
+    if isinstance(v, np.ndarray):
+        return np.ascontiguousarray(v, dtype=dtype).reshape(m)
+    return np.full(m, v, dtype=dtype)
+
+
+def _ln_abstract(x: Any, w: Any, b: Any, *, n: int, eps: float) -> Aval:
+    norm = tuple(x.shape[x.ndim - n :])
+    if not 1 <= n <= x.ndim:
+        raise shape_error("layer_norm", f"normalizes the last {n} dims", tuple(x.shape))
+    for name, v in (("weight", w), ("bias", b)):
+        if hasattr(v, "shape") and tuple(v.shape) != norm:
+            raise shape_error(
+                "layer_norm",
+                f"the {name} must have the normalized shape {list(norm)}",
+                tuple(x.shape),
+                tuple(v.shape),
+            )
+    dtype = result_type(x, w, b)
+    if dtype.kind != "f":
+        raise TypeError(f"layer_norm: expected a floating input, got {dtype} (use x.float())")
+    return Aval(tuple(x.shape), dtype)
+
+
+def _ln_forward(x: np.ndarray, w: Any, b: Any, *, n: int, eps: float) -> np.ndarray:
+    dtype = result_type(x, w, b)
+    m = _ln_rows(x, n)
+    rows = np.ascontiguousarray(x, dtype=dtype).reshape(-1, m)
+    out = layer_norm_rows(rows, _ln_vector(w, m, dtype), _ln_vector(b, m, dtype), float(eps))
+    return out.reshape(x.shape)
+
+
+def _ln_decompose(x: Any, w: Any, b: Any, *, n: int, eps: float) -> Any:
+    dims = tuple(range(x.ndim - n, x.ndim))
+    centered = sub(x, mean(x, dims=dims, keepdim=True))
+    var = mean(mul(centered, centered), dims=dims, keepdim=True)
+    out = mul(centered, rsqrt(add(var, eps)))
+    if not (is_scalar(w) and w == 1):
+        out = mul(out, w)
+    if not (is_scalar(b) and b == 0):
+        out = add(out, b)
+    return out
+
+
+def _ln_grad_forward(g: np.ndarray, x: np.ndarray, w: Any, *, n: int, eps: float) -> np.ndarray:
+    dtype = result_type(g, x, w)
+    m = _ln_rows(x, n)
+    gx = layer_norm_grad_rows(
+        np.ascontiguousarray(np.broadcast_to(g, x.shape), dtype=dtype).reshape(-1, m),
+        np.ascontiguousarray(x, dtype=dtype).reshape(-1, m),
+        _ln_vector(w, m, dtype),
+        float(eps),
+    )
+    return gx.reshape(x.shape)
+
+
+def _ln_grad_decompose(g: Any, x: Any, w: Any, *, n: int, eps: float) -> Any:
+    dims = tuple(range(x.ndim - n, x.ndim))
+    centered = sub(x, mean(x, dims=dims, keepdim=True))
+    rstd = rsqrt(add(mean(mul(centered, centered), dims=dims, keepdim=True), eps))
+    xhat = mul(centered, rstd)
+    gw = g if is_scalar(w) and w == 1 else mul(g, w)
+    a = mean(gw, dims=dims, keepdim=True)
+    c = mean(mul(gw, xhat), dims=dims, keepdim=True)
+    return mul(rstd, sub(sub(gw, a), mul(xhat, c)))
+
+
+# the input gradient: a kernel eagerly; differentiated (create_graph=True) through its
+# decomposition, which is made of differentiable ops
+layer_norm_grad_x = defop(
+    "layer_norm_grad_x",
+    forward=_ln_grad_forward,
+    abstract=lambda g, x, w, *, n, eps: Aval(tuple(x.shape), result_type(g, x, w)),
+    out_dtype=lambda g, x, w, *, n, eps: result_type(g, x, w),
+    kind="nn",
+    decompose=_ln_grad_decompose,
+)
+
+layer_norm = defop(
+    "layer_norm",
+    forward=_ln_forward,
+    abstract=_ln_abstract,
+    out_dtype=lambda x, w, b, *, n, eps: result_type(x, w, b),
+    vjp=(
+        lambda g, out, x, w, b, *, n, eps: layer_norm_grad_x(g, x, w, n=n, eps=eps),
+        lambda g, out, x, w, b, *, n, eps: unbroadcast(
+            mul(g, layer_norm(x, 1.0, 0.0, n=n, eps=eps)), tuple(w.shape)
+        ),
+        lambda g, out, x, w, b, *, n, eps: unbroadcast(g, tuple(b.shape)),
+    ),
+    saves=(0, 1),
+    grad_name="NativeLayerNormBackward0",
+    kind="nn",
+    decompose=_ln_decompose,
+)
