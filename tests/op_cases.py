@@ -518,6 +518,25 @@ def _layer_norm_grad_ref(g: np.ndarray, x: np.ndarray, w: Any, *, n: int, eps: f
     return rstd * (gw - a - xhat * c)
 
 
+def _softmax(d: Any, gradient: bool = False) -> tuple:
+    shape = d(shapes())
+    dim = d(st.integers(0, max(len(shape) - 1, 0)))
+    x = floats(d, shape, -4.0, 4.0)
+    if gradient:
+        return (floats(d, shape), x), {"dim": dim}
+    return (x,), {"dim": dim}
+
+
+def _softmax_ref(x: np.ndarray, *, dim: int) -> np.ndarray:
+    axis = dim if x.ndim else None
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True)) if x.size else x
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _softmax_grad_ref(g: np.ndarray, y: np.ndarray, *, dim: int) -> np.ndarray:
+    return y * (g - np.sum(g * y, axis=dim if y.ndim else None, keepdims=True))
+
+
 def _conv(d: Any) -> tuple:
     params = _window(d)
     groups = d(st.sampled_from([1, 1, 2]))
@@ -755,6 +774,8 @@ CASES: dict[str, Case] = {
     "fold2d": Case(_fold, _fold_ref),
     "conv2d": Case(_conv, _conv_ref),
     "layer_norm": Case(_layer_norm, _layer_norm_ref),
+    "softmax": Case(_softmax, _softmax_ref),
+    "softmax_grad": Case(lambda d: _softmax(d, gradient=True), _softmax_grad_ref, grad=False),
     "layer_norm_grad_x": Case(
         lambda d: _layer_norm(d, gradient=True), _layer_norm_grad_ref, grad=False
     ),

@@ -315,11 +315,13 @@ def logsumexp(input: Any, dim: Any, keepdim: bool = False) -> Tensor:  # noqa: A
 
 
 def softmax(input: Any, dim: int, dtype: Any = None) -> Tensor:  # noqa: A002
-    """exp(x - logsumexp(x)) along dim: never overflows, and compiles to two passes over x."""
+    """exp(x - logsumexp(x)) along dim: never overflows; one op (a Numba row kernel eagerly,
+    its parts under tg.jit, which compile to two passes over x)."""
     x = _as_tensor(input)
     if dtype is not None:
         x = x.astype(dtype)
-    return ops.exp(log_softmax(x, dim))
+    dims = normalize_dims("softmax", dim, x.ndim)  # (a 0-d tensor: no dims, softmax 1)
+    return ops.softmax(x, dim=dims[0] if dims else 0)
 
 
 def log_softmax(input: Any, dim: int, dtype: Any = None) -> Tensor:  # noqa: A002

@@ -58,6 +58,8 @@ from .nn import (
     layer_norm_grad_x,
     max_pool2d,
     max_pool2d_argmax,
+    softmax,
+    softmax_grad,
     unfold2d,
 )
 from .random import uniform
@@ -137,6 +139,8 @@ __all__ = [
     "conv2d",
     "layer_norm",
     "layer_norm_grad_x",
+    "softmax",
+    "softmax_grad",
     "fold2d",
     "max_pool2d",
     "max_pool2d_argmax",

@@ -289,3 +289,61 @@ def layer_norm_grad_rows(g, x, w, eps):  # noqa: ANN001, ANN201
             xhat = (x[r, j] - mean) * rstd
             out[r, j] = rstd * (g[r, j] * w[j] - a - xhat * c)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# softmax over the last axis of a (rows, m) array, and its gradient (ops/nn.py `softmax`)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract", "reassoc"})
+def softmax_rows(x):  # noqa: ANN001, ANN201
+    """exp(x - max) / sum(exp(x - max)) per row, float64 (the shift 0 where the max is not
+    finite, so that rows with +-inf or NaN give the composite's NaN and zeros)."""
+    out = np.empty_like(x)
+    for r in range(x.shape[0]):
+        shift = _row_shift(x, r)
+        s = 0.0
+        for j in range(x.shape[1]):
+            out[r, j] = np.exp(x[r, j] - shift)
+            s += out[r, j]
+        for j in range(x.shape[1]):
+            out[r, j] = out[r, j] / s
+    return out
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract", "reassoc"})
+def softmax_rows_f32(x):  # noqa: ANN001, ANN201
+    """`softmax_rows` for float32, with the compiled loops' exp_f32 (vectorizes)."""
+    out = np.empty_like(x)
+    for r in range(x.shape[0]):
+        shift = np.float32(_row_shift(x, r))
+        s = 0.0
+        for j in range(x.shape[1]):
+            out[r, j] = exp_f32(x[r, j] - shift)
+            s += out[r, j]
+        for j in range(x.shape[1]):
+            out[r, j] = out[r, j] / s
+    return out
+
+
+@njit(inline="always")
+def _row_shift(x, r):  # noqa: ANN001, ANN201
+    top = -np.inf
+    for j in range(x.shape[1]):
+        v = x[r, j]
+        top = v if (v > top or v != v) else top
+    return top if abs(top) < np.inf else 0.0
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract", "reassoc"})
+def softmax_grad_rows(g, y):  # noqa: ANN001, ANN201
+    """The softmax's input gradient per row: y * (g - sum(g * y))."""
+    rows, m = y.shape
+    out = np.empty_like(y)
+    for r in range(rows):
+        dot = 0.0
+        for j in range(m):
+            dot += g[r, j] * y[r, j]
+        for j in range(m):
+            out[r, j] = y[r, j] * (g[r, j] - dot)
+    return out

@@ -22,10 +22,17 @@ import numpy as np
 from numba import njit
 
 from .core import Aval, defop, is_scalar, result_type, shape_error, unbroadcast
-from .elementwise import add, mul, rsqrt, sub
-from .kernels import layer_norm_grad_rows, layer_norm_rows
+from .elementwise import add, exp, mul, rsqrt, sub
+from .kernels import (
+    layer_norm_grad_rows,
+    layer_norm_rows,
+    softmax_grad_rows,
+    softmax_rows,
+    softmax_rows_f32,
+)
 from .linalg import matmul
-from .reduce import mean
+from .reduce import logsumexp, mean
+from .reduce import sum as sum_
 from .shape import expand, full, getitem, permute, reshape, scatter_add
 
 
@@ -700,4 +707,73 @@ layer_norm = defop(
     grad_name="NativeLayerNormBackward0",
     kind="nn",
     decompose=_ln_decompose,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# softmax along one dim: PyTorch's _softmax (grad_fn SoftmaxBackward0). Eagerly a Numba row
+# kernel forward and one for the gradient, y * (g - sum(g * y)); traced and on the GPU its
+# decomposition exp(x - logsumexp(x)), which fusion compiles into two passes.
+
+
+def _rows_along(x: np.ndarray, dim: int) -> tuple:
+    """x with `dim` last, as C-contiguous (rows, size of dim), and the moved shape."""
+    moved = np.moveaxis(x, dim, -1)
+    return np.ascontiguousarray(moved).reshape(-1, x.shape[dim]), moved.shape
+
+
+def _from_rows(out: np.ndarray, shape: tuple, dim: int) -> np.ndarray:
+    return np.ascontiguousarray(np.moveaxis(out.reshape(shape), -1, dim))
+
+
+def _softmax_forward(x: np.ndarray, *, dim: int) -> np.ndarray:
+    if x.size == 0:
+        return np.empty(x.shape, x.dtype)
+    rows, shape = _rows_along(x.reshape(1) if x.ndim == 0 else x, dim)
+    kernel = softmax_rows_f32 if x.dtype == np.float32 else softmax_rows
+    return _from_rows(kernel(rows), shape, dim).reshape(x.shape)
+
+
+def _softmax_abstract(x: Any, *, dim: int) -> Aval:
+    if x.dtype.kind != "f":
+        raise TypeError(f"softmax: expected a floating input, got {x.dtype} (use x.float())")
+    if not 0 <= dim < max(x.ndim, 1):
+        raise shape_error("softmax", f"dim {dim} is out of range", tuple(x.shape))
+    return Aval(tuple(x.shape), x.dtype)
+
+
+def _softmax_grad_forward(g: np.ndarray, y: np.ndarray, *, dim: int) -> np.ndarray:
+    dtype = result_type(g, y)
+    if y.size == 0:
+        return np.empty(y.shape, dtype)
+    full = y.shape if y.ndim else (1,)
+    g = np.broadcast_to(np.asarray(g, dtype=dtype), y.shape).reshape(full)
+    grows, _ = _rows_along(g, dim)
+    yrows, shape = _rows_along(np.asarray(y, dtype=dtype).reshape(full), dim)
+    return _from_rows(softmax_grad_rows(grows, yrows), shape, dim).reshape(y.shape)
+
+
+# the gradient: a kernel eagerly; differentiated (create_graph=True) through its decomposition
+softmax_grad = defop(
+    "softmax_grad",
+    forward=_softmax_grad_forward,
+    abstract=lambda g, y, *, dim: Aval(tuple(y.shape), result_type(g, y)),
+    out_dtype=lambda g, y, *, dim: result_type(g, y),
+    kind="nn",
+    decompose=lambda g, y, *, dim: mul(
+        y, sub(g, sum_(mul(g, y), dims=(dim,) if y.ndim else (), keepdim=True))
+    ),
+)
+
+softmax = defop(
+    "softmax",
+    forward=_softmax_forward,
+    abstract=_softmax_abstract,
+    vjp=(lambda g, out, x, *, dim: softmax_grad(g, out, dim=dim),),
+    saves_out=True,
+    grad_name="SoftmaxBackward0",
+    kind="nn",
+    decompose=lambda x, *, dim: exp(
+        sub(x, logsumexp(x, dims=(dim,) if x.ndim else (), keepdim=True))
+    ),
 )
