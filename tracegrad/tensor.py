@@ -27,6 +27,7 @@ from . import ops
 from .autograd.grad_mode import state as _grad_state
 from .autograd.node import AccumulateGrad, Node, node_class
 from .ops.core import Aval, category, is_scalar, result_type
+from .ops.device import to_device
 from .tape.errors import TracerError, escaped, value_needed
 from .tape.ir import Var
 
@@ -722,27 +723,6 @@ def _copy_data(data: Any) -> Any:
     return cuda_device.copy(data)
 
 
-def _to_device_forward(x: Any, device: str, source: str) -> Any:
-    return _move(x, CUDA if device == "cuda" else CPU)
-
-
-def _to_device_abstract(x: Any, device: str, source: str) -> Aval:
-    return Aval(x.shape, x.dtype)
-
-
-# `.to(device)` as a node of the graph (PyTorch's ToCopyBackward0): the gradient goes back to
-# the source device. Not in the op table: it is not traceable (a jitted function's device is
-# the jit target's).
-_TO_DEVICE = ops.OpDef(
-    name="to_device",
-    forward=_to_device_forward,
-    abstract=_to_device_abstract,
-    vjp=(lambda g, out, x, device, source: g.to(source),),
-    grad_name="ToCopyBackward0",
-    kind="device",
-)
-
-
 def _to_device_tensor(t: Tensor, device: Device) -> Tensor:
     if tracing.tracer is not None:
         raise TracerError(
@@ -752,7 +732,7 @@ def _to_device_tensor(t: Tensor, device: Device) -> Tensor:
     t._concrete("Tensor.to(device)")
     out = Tensor._wrap(_move(t._data, device))
     if t._requires_grad and _grad_state.enabled:
-        _record(_TO_DEVICE, (t,), {"device": device.type, "source": t.device.type}, out)
+        _record(to_device, (t,), {"device": device.type, "source": t.device.type}, out)
     return out
 
 
@@ -1343,6 +1323,7 @@ def _explain(op: ops.OpDef, datas: list, params: dict, error: Exception) -> None
 
 
 ops.hooks.dispatch = dispatch
+ops.hooks.move = lambda x, device: _move(x, CUDA if device == "cuda" else CPU)
 
 
 def unpack_out(node: Node) -> Tensor:

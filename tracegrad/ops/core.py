@@ -24,9 +24,11 @@ Shape = tuple[int, ...]
 
 
 class Hooks:
-    """Filled in by `tracegrad.tensor`: how to run an op on Tensors."""
+    """Filled in by `tracegrad.tensor`: how to run an op on Tensors, and how to move an array
+    to a device (`to_device`'s forward)."""
 
     dispatch: Callable[..., Any] | None = None
+    move: Callable[..., Any] | None = None
 
 
 hooks = Hooks()
