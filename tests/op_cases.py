@@ -232,6 +232,15 @@ def sigmoid_ref(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def gelu_grad_ref(g: np.ndarray, x: np.ndarray, *, approximate: str = "none") -> np.ndarray:
+    if approximate == "tanh":
+        k = np.sqrt(2 / np.pi)
+        t = np.tanh(k * (x + 0.044715 * x**3))
+        return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x))
+    cdf = 0.5 * (1 + scipy.special.erf(x / np.sqrt(2)))
+    return g * (cdf + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi))
+
+
 def gelu_ref(x: np.ndarray, *, approximate: str = "none") -> np.ndarray:
     if approximate == "tanh":
         return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
@@ -731,6 +740,14 @@ CASES: dict[str, Case] = {
             {"approximate": d(st.sampled_from(["none", "tanh"]))},
         ),
         gelu_ref,
+    ),
+    "gelu_grad": Case(
+        lambda d: (
+            (floats(d, (shape := d(shapes()))), floats(d, shape)),
+            {"approximate": d(st.sampled_from(["none", "tanh"]))},
+        ),
+        gelu_grad_ref,
+        grad=False,
     ),
     "silu": unary_case(lambda x: x * sigmoid_ref(x)),
     "abs": unary_case(np.abs, away=0.05),

@@ -24,7 +24,7 @@ from .core import (
     shape_of,
     unbroadcast,
 )
-from .kernels import erf_array, exp_array, gelu_array
+from .kernels import erf_array, exp_array, gelu_array, gelu_grad_array
 from .shape import expand, full
 
 try:  # numpy >= 2 keeps the floating-point error state in a context variable
@@ -526,7 +526,8 @@ def _gelu_forward(x: np.ndarray, *, approximate: str = "none") -> np.ndarray:
     return (0.5 * x * (1 + scipy.special.erf(x / _SQRT_2))).astype(x.dtype, copy=False)
 
 
-def _gelu_vjp(g: Any, out: Any, x: Any, *, approximate: str = "none") -> Any:
+def _gelu_grad_parts(g: Any, x: Any, *, approximate: str = "none") -> Any:
+    """GELU's input gradient written with ops: `gelu_grad`'s decomposition."""
     if approximate == "tanh":
         # d/dx 0.5 x (1 + t),  t = tanh(k (x + c x^3))
         t = tanh(mul(add(x, mul(pow(x, 3), 0.044715)), _SQRT_2_OVER_PI))
@@ -539,10 +540,37 @@ def _gelu_vjp(g: Any, out: Any, x: Any, *, approximate: str = "none") -> Any:
     return mul(g, add(cdf, mul(x, pdf)))
 
 
+def _gelu_grad_forward(g: Any, x: Any, *, approximate: str = "none") -> np.ndarray:
+    dtype = result_type(g, x)
+    g = np.broadcast_to(np.asarray(g, dtype=dtype), np.shape(x))
+    if approximate == "none" and dtype == np.float32:
+        return gelu_grad_array(g, np.asarray(x, dtype=dtype))  # as the compiled loops' erf/exp
+    x = np.asarray(x, dtype=dtype)
+    if approximate == "tanh":
+        inner = _SQRT_2_OVER_PI * (x + 0.044715 * x**3)
+        t = np.tanh(inner)
+        dinner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+        d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dinner
+    else:
+        d = 0.5 * (1 + scipy.special.erf(x / _SQRT_2)) + x * np.exp(-0.5 * x * x) * _INV_SQRT_2PI
+    return np.asarray(g * d, dtype=dtype)
+
+
+# GELU's input gradient: one pass eagerly; traced, and differentiated (create_graph=True),
+# through its decomposition
+gelu_grad = defop(
+    "gelu_grad",
+    forward=quiet(_gelu_grad_forward),
+    abstract=lambda g, x, *, approximate="none": Aval(shape_of(x), result_type(g, x)),
+    out_dtype=lambda g, x, *, approximate="none": result_type(g, x),
+    kind="nn",
+    decompose=_gelu_grad_parts,
+)
+
 gelu = unary(
     "gelu",
     _gelu_forward,
-    _gelu_vjp,
+    lambda g, out, x, *, approximate="none": gelu_grad(g, x, approximate=approximate),
     _lower_gelu,
     saves=(0,),
 )

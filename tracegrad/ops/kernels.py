@@ -347,3 +347,18 @@ def softmax_grad_rows(g, y):  # noqa: ANN001, ANN201
         for j in range(m):
             out[r, j] = y[r, j] * (g[r, j] - dot)
     return out
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def gelu_grad_array(g, x):  # noqa: ANN001, ANN201
+    """Exact GELU's input gradient for float32, g * (Phi(x) + x phi(x)), in one pass (the
+    composite was eleven numpy ops)."""
+    gf = np.ascontiguousarray(g).ravel()
+    xf = np.ascontiguousarray(x).ravel()
+    out = np.empty_like(xf)
+    for i in range(xf.size):
+        v = xf[i]
+        cdf = np.float32(0.5) * (np.float32(1.0) + erf_f32(v * np.float32(0.70710677)))
+        pdf = exp_f32(v * v * np.float32(-0.5)) * np.float32(0.3989422804014327)
+        out[i] = gf[i] * (cdf + v * pdf)
+    return out.reshape(x.shape)
