@@ -542,6 +542,10 @@ def _softmax_ref(x: np.ndarray, *, dim: int) -> np.ndarray:
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
+def _log_softmax_grad_ref(g: np.ndarray, y: np.ndarray, *, dim: int) -> np.ndarray:
+    return g - np.exp(y) * np.sum(g, axis=dim if y.ndim else None, keepdims=True)
+
+
 def _softmax_grad_ref(g: np.ndarray, y: np.ndarray, *, dim: int) -> np.ndarray:
     return y * (g - np.sum(g * y, axis=dim if y.ndim else None, keepdims=True))
 
@@ -792,6 +796,10 @@ CASES: dict[str, Case] = {
     "conv2d": Case(_conv, _conv_ref),
     "layer_norm": Case(_layer_norm, _layer_norm_ref),
     "softmax": Case(_softmax, _softmax_ref),
+    "log_softmax": Case(_softmax, lambda x, *, dim: np.log(_softmax_ref(x, dim=dim))),
+    "log_softmax_grad": Case(
+        lambda d: _softmax(d, gradient=True), _log_softmax_grad_ref, grad=False
+    ),
     "softmax_grad": Case(lambda d: _softmax(d, gradient=True), _softmax_grad_ref, grad=False),
     "layer_norm_grad_x": Case(
         lambda d: _layer_norm(d, gradient=True), _layer_norm_grad_ref, grad=False

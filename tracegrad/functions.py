@@ -329,8 +329,8 @@ def log_softmax(input: Any, dim: int, dtype: Any = None) -> Tensor:  # noqa: A00
     x = _as_tensor(input)
     if dtype is not None:
         x = x.astype(dtype)
-    dims = normalize_dims("log_softmax", dim, x.ndim)
-    return ops.sub(x, ops.logsumexp(x, dims=dims, keepdim=True))
+    dims = normalize_dims("log_softmax", dim, x.ndim)  # (a 0-d tensor: no dims, 0)
+    return ops.log_softmax(x, dim=dims[0] if dims else 0)
 
 
 def all(input: Any, dim: Any = None, keepdim: bool = False) -> Tensor:  # noqa: A001,A002

@@ -362,3 +362,46 @@ def gelu_grad_array(g, x):  # noqa: ANN001, ANN201
         pdf = exp_f32(v * v * np.float32(-0.5)) * np.float32(0.3989422804014327)
         out[i] = gf[i] * (cdf + v * pdf)
     return out.reshape(x.shape)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract", "reassoc"})
+def log_softmax_rows(x):  # noqa: ANN001, ANN201
+    """x - max - log(sum(exp(x - max))) per row (the composite x - logsumexp(x), one pass less)."""
+    out = np.empty_like(x)
+    for r in range(x.shape[0]):
+        shift = _row_shift(x, r)
+        s = 0.0
+        for j in range(x.shape[1]):
+            s += np.exp(x[r, j] - shift)
+        lse = shift + np.log(s)
+        for j in range(x.shape[1]):
+            out[r, j] = x[r, j] - lse
+    return out
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract", "reassoc"})
+def log_softmax_rows_f32(x):  # noqa: ANN001, ANN201
+    """`log_softmax_rows` for float32, with the compiled loops' exp_f32."""
+    out = np.empty_like(x)
+    for r in range(x.shape[0]):
+        shift = np.float32(_row_shift(x, r))
+        s = 0.0
+        for j in range(x.shape[1]):
+            s += exp_f32(x[r, j] - shift)
+        lse = np.float32(shift + np.log(s))
+        for j in range(x.shape[1]):
+            out[r, j] = x[r, j] - lse
+    return out
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract", "reassoc"})
+def log_softmax_grad_rows(g, y):  # noqa: ANN001, ANN201
+    """log_softmax's input gradient per row: g - exp(y) * sum(g)."""
+    out = np.empty_like(y)
+    for r in range(y.shape[0]):
+        total = 0.0
+        for j in range(y.shape[1]):
+            total += g[r, j]
+        for j in range(y.shape[1]):
+            out[r, j] = g[r, j] - np.exp(y[r, j]) * total
+    return out

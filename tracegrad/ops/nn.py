@@ -26,6 +26,9 @@ from .elementwise import add, exp, mul, rsqrt, sub
 from .kernels import (
     layer_norm_grad_rows,
     layer_norm_rows,
+    log_softmax_grad_rows,
+    log_softmax_rows,
+    log_softmax_rows_f32,
     softmax_grad_rows,
     softmax_rows,
     softmax_rows_f32,
@@ -776,4 +779,50 @@ softmax = defop(
     decompose=lambda x, *, dim: exp(
         sub(x, logsumexp(x, dims=(dim,) if x.ndim else (), keepdim=True))
     ),
+)
+
+
+# log_softmax along one dim (PyTorch's _log_softmax, grad_fn LogSoftmaxBackward0): row kernels
+# eagerly, x - logsumexp(x) when traced; its gradient g - exp(y) * sum(g)
+
+
+def _log_softmax_forward(x: np.ndarray, *, dim: int) -> np.ndarray:
+    if x.size == 0:
+        return np.empty(x.shape, x.dtype)
+    rows, shape = _rows_along(x.reshape(1) if x.ndim == 0 else x, dim)
+    kernel = log_softmax_rows_f32 if x.dtype == np.float32 else log_softmax_rows
+    return _from_rows(kernel(rows), shape, dim).reshape(x.shape)
+
+
+def _log_softmax_grad_forward(g: np.ndarray, y: np.ndarray, *, dim: int) -> np.ndarray:
+    dtype = result_type(g, y)
+    if y.size == 0:
+        return np.empty(y.shape, dtype)
+    full = y.shape if y.ndim else (1,)
+    g = np.broadcast_to(np.asarray(g, dtype=dtype), y.shape).reshape(full)
+    grows, _ = _rows_along(g, dim)
+    yrows, shape = _rows_along(np.asarray(y, dtype=dtype).reshape(full), dim)
+    return _from_rows(log_softmax_grad_rows(grows, yrows), shape, dim).reshape(y.shape)
+
+
+log_softmax_grad = defop(
+    "log_softmax_grad",
+    forward=_log_softmax_grad_forward,
+    abstract=lambda g, y, *, dim: Aval(tuple(y.shape), result_type(g, y)),
+    out_dtype=lambda g, y, *, dim: result_type(g, y),
+    kind="nn",
+    decompose=lambda g, y, *, dim: sub(
+        g, mul(exp(y), sum_(g, dims=(dim,) if y.ndim else (), keepdim=True))
+    ),
+)
+
+log_softmax = defop(
+    "log_softmax",
+    forward=_log_softmax_forward,
+    abstract=lambda x, *, dim: _softmax_abstract(x, dim=dim),
+    vjp=(lambda g, out, x, *, dim: log_softmax_grad(g, out, dim=dim),),
+    saves_out=True,
+    grad_name="LogSoftmaxBackward0",
+    kind="nn",
+    decompose=lambda x, *, dim: sub(x, logsumexp(x, dims=(dim,) if x.ndim else (), keepdim=True)),
 )
