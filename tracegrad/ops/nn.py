@@ -729,12 +729,37 @@ def _from_rows(out: np.ndarray, shape: tuple, dim: int) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(out.reshape(shape), -1, dim))
 
 
+def _by_rows(kernel: Any, *arrays: np.ndarray, dim: int) -> np.ndarray:
+    """`kernel` (rows, m) -> (rows, m) applied along `dim` of arrays of one shape (the first
+    may broadcast to the last's), in the arrays' promoted dtype; a 0-d array is one row."""
+    dtype = result_type(*arrays)
+    shape = np.shape(arrays[-1])
+    if int(np.prod(shape)) == 0:
+        return np.empty(shape, dtype)
+    full = shape if shape else (1,)
+    rows = []
+    for a in arrays:
+        a = np.broadcast_to(np.asarray(a, dtype=dtype), shape).reshape(full)
+        rows_a, moved = _rows_along(a, dim)
+        rows.append(rows_a)
+    return _from_rows(kernel(*rows), moved, dim).reshape(shape)
+
+
 def _softmax_forward(x: np.ndarray, *, dim: int) -> np.ndarray:
-    if x.size == 0:
-        return np.empty(x.shape, x.dtype)
-    rows, shape = _rows_along(x.reshape(1) if x.ndim == 0 else x, dim)
-    kernel = softmax_rows_f32 if x.dtype == np.float32 else softmax_rows
-    return _from_rows(kernel(rows), shape, dim).reshape(x.shape)
+    return _by_rows(softmax_rows_f32 if x.dtype == np.float32 else softmax_rows, x, dim=dim)
+
+
+def _softmax_grad_forward(g: np.ndarray, y: np.ndarray, *, dim: int) -> np.ndarray:
+    return _by_rows(softmax_grad_rows, g, y, dim=dim)
+
+
+def _log_softmax_forward(x: np.ndarray, *, dim: int) -> np.ndarray:
+    kernel = log_softmax_rows_f32 if x.dtype == np.float32 else log_softmax_rows
+    return _by_rows(kernel, x, dim=dim)
+
+
+def _log_softmax_grad_forward(g: np.ndarray, y: np.ndarray, *, dim: int) -> np.ndarray:
+    return _by_rows(log_softmax_grad_rows, g, y, dim=dim)
 
 
 def _softmax_abstract(x: Any, *, dim: int) -> Aval:
@@ -743,17 +768,6 @@ def _softmax_abstract(x: Any, *, dim: int) -> Aval:
     if not 0 <= dim < max(x.ndim, 1):
         raise shape_error("softmax", f"dim {dim} is out of range", tuple(x.shape))
     return Aval(tuple(x.shape), x.dtype)
-
-
-def _softmax_grad_forward(g: np.ndarray, y: np.ndarray, *, dim: int) -> np.ndarray:
-    dtype = result_type(g, y)
-    if y.size == 0:
-        return np.empty(y.shape, dtype)
-    full = y.shape if y.ndim else (1,)
-    g = np.broadcast_to(np.asarray(g, dtype=dtype), y.shape).reshape(full)
-    grows, _ = _rows_along(g, dim)
-    yrows, shape = _rows_along(np.asarray(y, dtype=dtype).reshape(full), dim)
-    return _from_rows(softmax_grad_rows(grows, yrows), shape, dim).reshape(y.shape)
 
 
 # the gradient: a kernel eagerly; differentiated (create_graph=True) through its decomposition
@@ -784,25 +798,6 @@ softmax = defop(
 
 # log_softmax along one dim (PyTorch's _log_softmax, grad_fn LogSoftmaxBackward0): row kernels
 # eagerly, x - logsumexp(x) when traced; its gradient g - exp(y) * sum(g)
-
-
-def _log_softmax_forward(x: np.ndarray, *, dim: int) -> np.ndarray:
-    if x.size == 0:
-        return np.empty(x.shape, x.dtype)
-    rows, shape = _rows_along(x.reshape(1) if x.ndim == 0 else x, dim)
-    kernel = log_softmax_rows_f32 if x.dtype == np.float32 else log_softmax_rows
-    return _from_rows(kernel(rows), shape, dim).reshape(x.shape)
-
-
-def _log_softmax_grad_forward(g: np.ndarray, y: np.ndarray, *, dim: int) -> np.ndarray:
-    dtype = result_type(g, y)
-    if y.size == 0:
-        return np.empty(y.shape, dtype)
-    full = y.shape if y.ndim else (1,)
-    g = np.broadcast_to(np.asarray(g, dtype=dtype), y.shape).reshape(full)
-    grows, _ = _rows_along(g, dim)
-    yrows, shape = _rows_along(np.asarray(y, dtype=dtype).reshape(full), dim)
-    return _from_rows(log_softmax_grad_rows(grows, yrows), shape, dim).reshape(y.shape)
 
 
 log_softmax_grad = defop(
