@@ -25,13 +25,13 @@ import functools
 import os
 import sys
 import threading
-import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from ..autograd.function import OutputEdge
 from ..autograd.grad_mode import is_grad_enabled
 from ..autograd.grad_mode import state as _grad_mode
 from ..autograd.pytree import flatten, unflatten
@@ -41,9 +41,11 @@ from ..tape import check
 from ..tape.errors import TracerError
 from ..tape.ir import WriteKind
 from ..tape.passes import optimize
+from ..tape.split import split_joint
 from ..tensor import Tensor, tracing
 from ..trace.pystate import compile_code, compile_scalars, describe, module_edits, same
 from ..trace.tracer import NeedsEagerCall, trace
+from .compiled_function import AutogradProgram, CompiledFunctionBackward, JointTrace
 from .executor import build_executable, debug_level
 
 
@@ -160,25 +162,87 @@ class Entry:
                 return f"{text} ({what}) was {expected!r} when traced, is now {now!r}"
         return None  # NaN == NaN: unchanged after all
 
-    def run(self, leaves: list, values: list | None = None) -> Any:
-        """Run on `leaves` (arrays); `values`: the sources' values `check` read."""
+    def _captured_values(self, values: list | None) -> list:
+        """tape.captured's arrays now: captured tensors' data, runtime scalars' values."""
         if self.scalars is None:
-            captured = [ref()._data for ref in self.captured]
-        else:
-            if values is None:
-                values = [s.get() for s in self.sources]
-            numbers = iter(self.scalars(values))
-            captured = [next(numbers) if ref is None else ref()._data for ref in self.captured]
+            return [ref()._data for ref in self.captured]
+        if values is None:
+            values = [s.get() for s in self.sources]
+        numbers = iter(self.scalars(values))
+        return [next(numbers) if ref is None else ref()._data for ref in self.captured]
+
+    def _execute(self, leaves: list, captured: list) -> list:
         outputs, writes = self._call(leaves, captured)
         if self._call is self.executable:
             self._call = getattr(self.executable, "call", self.executable)
         if writes:
             for w, value in zip(self.tape.writes, writes):
                 _write_back(w, value)
+        return outputs
+
+    def run(
+        self, leaves: list, values: list | None = None, tensors: Any = None, call: Any = None
+    ) -> Any:
+        """Run on `leaves` (arrays); `values`: the sources' values `check` read; `tensors`: the
+        argument tensors the leaves came from, `call` the (args, kwargs) of the call (only a
+        differentiable entry uses them)."""
+        outputs = self._execute(leaves, self._captured_values(values))
         wrap = Tensor._wrap
         out = [wrap(o) if type(o) is np.ndarray or is_device_array(o) else o for o in outputs]
         if self.flat_tuple:
             return tuple(out)
+        return unflatten(self.out_tree, out)
+
+
+class AutogradEntry(Entry):
+    """An entry whose outputs require grad: the forward program runs now and leaves a
+    `CompiledFunctionBackward` node that runs the backward program (compiled_function.py)."""
+
+    def __init__(self, tape: Any, tracer: Any, out_tree: Any, executable: Any, program: Any):
+        super().__init__(tape, tracer, out_tree, executable, False)
+        self.program = program
+        self.flat_tuple = False
+
+    def run(
+        self, leaves: list, values: list | None = None, tensors: Any = None, call: Any = None
+    ) -> Any:
+        program = self.program
+        captured = self._captured_values(values)
+        kept = {
+            i: (captured[i].copy() if i in program.copy_captured else captured[i])
+            for i in program.captured_residuals
+        }
+        outputs = self._execute(leaves, captured)
+        wrap = Tensor._wrap
+        n = program.n_outputs
+        out = [wrap(o) if type(o) is np.ndarray or is_device_array(o) else o for o in outputs[:n]]
+        residuals = []
+        saved = []
+        for r in program.split.residuals:
+            if r.kind == "arg":
+                residuals.append(leaves[r.index])
+                t = tensors[r.index]
+                if isinstance(t, Tensor):
+                    saved.append((t, t._version, t._version[0]))
+            elif r.kind == "captured":
+                residuals.append(kept[r.index])
+                ref = self.captured[r.index]
+                if ref is not None and r.index not in program.copy_captured:
+                    t = ref()
+                    saved.append((t, t._version, t._version[0]))
+            else:
+                residuals.append(outputs[r.index])
+                if r.index < n:
+                    t = out[r.index]
+                    saved.append((t, t._version, t._version[0]))
+        targets = [tensors[k] for k in program.wrt_args]
+        targets += [self.captured[i]() for i in program.wrt_captured]
+        fn = self.fn
+        node = CompiledFunctionBackward(program, targets, residuals, saved, (fn, *call))
+        for k, i in enumerate(program.diff):
+            t = out[i]
+            t.grad_fn = node if k == 0 else OutputEdge(node, k)
+            t._requires_grad = True
         return unflatten(self.out_tree, out)
 
 
@@ -244,7 +308,6 @@ class JitFunction:
         self._cache: dict[Any, list[Entry]] = {}
         self._fast: dict[Any, Entry] = {}
         self._lock = threading.RLock()
-        self._warned_eager = False
         functools.update_wrapper(self, fn)
 
     # the key ---------------------------------------------------------------------------------
@@ -280,10 +343,9 @@ class JitFunction:
             if isinstance(leaf, _Static):
                 key_leaves.append(leaf)
             elif isinstance(leaf, Tensor):
-                if type(leaf._data) is np.ndarray:
-                    key_leaves.append(("tensor", leaf.shape, leaf.dtype))
-                else:  # a CUDA tensor
-                    key_leaves.append(("tensor", leaf.shape, leaf.dtype, "cuda"))
+                # requires_grad decides which inputs the compiled backward gives gradients
+                where = "cpu" if type(leaf._data) is np.ndarray else "cuda"
+                key_leaves.append(("tensor", leaf.shape, leaf.dtype, where, leaf._requires_grad))
                 dynamic.append(leaf)
             elif isinstance(leaf, np.ndarray):
                 key_leaves.append(("tensor", leaf.shape, leaf.dtype))
@@ -317,15 +379,10 @@ class JitFunction:
                     why, values = entry.check() if entry.checked else (None, None)
                     if why is None:
                         self.stats["memory_hits"] += 1
-                        return entry.run([a._data for a in args], values)
+                        return entry.run([a._data for a in args], values, args, (args, kwargs))
         leaves, dynamic, key = self._split(args, kwargs)
         if self.device == "cpu":
             _check_on_cpu(self.fn, dynamic, "argument")
-        if is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in dynamic):
-            # gradients must flow back through this call to the caller's graph (tg.grad(jit(f)),
-            # x.requires_grad): run the function eagerly, which records the graph
-            self.stats["eager_calls"] += 1
-            return self.fn(*args, **kwargs)
         with self._lock:
             entry, why = self._lookup(key)
             if entry is None:
@@ -347,7 +404,7 @@ class JitFunction:
             self.stats["eager_calls"] += 1
             return self.fn(*args, **kwargs)
         arrays = [t._data if isinstance(t, Tensor) else t for t in dynamic]
-        return entry.run(arrays)
+        return entry.run(arrays, None, dynamic, (args, kwargs))
 
     def _lookup(self, key: Any) -> tuple[Entry | None, str]:
         entries = self._cache.get(key)
@@ -376,39 +433,36 @@ class JitFunction:
             kw = {k: (v.value if isinstance(v, _StaticBox) else v) for k, v in kw.items()}
             return fn(*a, **kw)
 
-        tape, tracer, out_tree, out_leaves = trace(unboxed, dyn_args, dyn_kwargs)
+        # outputs that require grad (and no backward inside): the reverse sweep is traced too
+        joint = JointTrace(unboxed)
+        tape, tracer, out_tree, out_leaves = trace(joint, dyn_args, dyn_kwargs)
         self.stats["traces"] += 1
-        eager = (
-            is_grad_enabled()
-            and tracer.backward_calls == 0
-            and any(isinstance(o, Tensor) and o.requires_grad for o in out_leaves)
-        )
-        if eager:
-            self._warn_eager()
         tape = optimize(tape)
+        name = getattr(self.fn, "__name__", "f")
         if debug_level() >= 1:
             check(tape)
-            print(
-                f"tracegrad: traced {getattr(self.fn, '__name__', 'f')}:\n{tape}", file=sys.stderr
-            )
+            print(f"tracegrad: traced {name}:\n{tape}", file=sys.stderr)
         if self.device == "cpu":
             captured = [rec.tensor for rec in tracer.captured]
             _check_on_cpu(self.fn, captured, "captured tensor")
-        executable = build_executable(tape, self.device, self.parallel, self.stats)
-        entry = Entry(tape, tracer, out_tree, executable, eager)
+        if not joint.joint:
+            executable = build_executable(tape, self.device, self.parallel, self.stats)
+            entry = Entry(tape, tracer, out_tree, executable, False)
+        else:
+            split = split_joint(tape, joint.n_args, joint.n_outputs)
+            if debug_level() >= 1:
+                print(
+                    f"tracegrad: {name}'s forward program:\n{split.forward}\nits backward "
+                    f"program:\n{split.backward}",
+                    file=sys.stderr,
+                )
+            forward = build_executable(split.forward, self.device, self.parallel, self.stats)
+            backward = build_executable(split.backward, self.device, self.parallel, self.stats)
+            program = AutogradProgram(joint, split, backward)
+            entry = AutogradEntry(split.forward, tracer, joint.out_tree, forward, program)
+        entry.fn = fn
         self._cache.setdefault(key, []).insert(0, entry)
         return entry
-
-    def _warn_eager(self) -> None:
-        if not self._warned_eager:
-            self._warned_eager = True
-            warnings.warn(
-                f"tg.jit({getattr(self.fn, '__name__', 'f')}): its outputs require grad and it "
-                "runs no backward, so it runs eagerly to let gradients flow to the caller. For "
-                "inference wrap the call in tg.no_grad(); for training call loss.backward() "
-                "inside the jitted function.",
-                stacklevel=3,
-            )
 
     def _explain_miss(self, key: Any, why: str) -> None:
         if os.environ.get("TRACEGRAD_EXPLAIN_CACHE_MISSES") != "1":

@@ -511,6 +511,8 @@ def _generators(fn: Any) -> list[tuple[Any, bytes, str]]:
         id(np.random.mtrand._rand): (np.random.mtrand._rand, "numpy.random"),
     }
     seen: set[int] = set()
+    while isinstance(getattr(fn, "__wrapped__", None), types.FunctionType):
+        fn = fn.__wrapped__  # a wrapper of the user's function (jit's JointTrace)
     todo: list[tuple[Any, int, str]] = [(fn, 0, getattr(fn, "__name__", "f"))]
     while todo and len(seen) < 2000:
         obj, depth, name = todo.pop()
