@@ -25,7 +25,6 @@ import functools
 import os
 import sys
 import threading
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -109,7 +108,7 @@ class Entry:
                 self.captured.append(None)
                 scalars.append(kind)
             else:
-                self.captured.append(weakref.ref(kind.tensor))
+                self.captured.append(kind.ref)  # a weak reference, or trace.GradOf
         self.scalars = compile_scalars(scalars) if scalars else None
         self.checked = bool(self.guards or self.sources or self.object_guards or self.module_guards)
         self._call = executable  # the first call counts compiles; then the CPU driver itself
@@ -556,11 +555,58 @@ def jit(
 
     `@tg.jit` and `tg.jit(f, static_argnums=(1,))` both work. Tensors the function reads
     without receiving them (parameters, optimizer state, `.grad`) are captured: read afresh at
-    every call, and updated in place after it when the function changes them. See docs/jit.md.
+    every call, and updated in place after it when the function changes them. A call whose
+    outputs require grad runs a compiled forward and leaves a `CompiledFunctionBackward` node
+    that runs a compiled backward. `tg.jit(module)` returns the module compiled (as
+    `torch.compile(model)`; nn/compiled.py). See docs/jit.md.
     """
     if fn is None:
-        return lambda f: JitFunction(f, static_argnums, static_argnames, device, parallel)
+        return lambda f: jit(f, static_argnums, static_argnames, device, parallel)
+    compile_module = getattr(fn, "__tg_jit__", None)
+    if compile_module is not None:  # a module: tg.jit(model) (nn/compiled.py)
+        return compile_module(
+            static_argnums=static_argnums,
+            static_argnames=static_argnames,
+            device=device,
+            parallel=parallel,
+        )
     return JitFunction(fn, static_argnums, static_argnames, device, parallel)
 
 
-__all__ = ["jit", "JitFunction", "TracerError"]
+def compile(
+    model: Callable | None = None,
+    *,
+    fullgraph: bool = False,
+    dynamic: bool | None = None,
+    backend: str = "inductor",
+    mode: str | None = None,
+    options: dict | None = None,
+    disable: bool = False,
+) -> Any:
+    """`torch.compile`'s signature over `tg.jit`, so that PyTorch code keeps its line.
+
+    tracegrad compiles whole graphs (an unsupported construct raises `TracerError`, as
+    `fullgraph=True` does; there are no graph breaks) with size-generic kernels (as
+    `dynamic=True`), so `fullgraph` and `dynamic` change nothing; `mode` may be any of
+    PyTorch's (`"default"`, `"reduce-overhead"`, `"max-autotune"`, ...: one compiler here);
+    `backend` must be `"inductor"` (the default; the Numba CPU compiler here) and `options`
+    empty. `disable=True` returns `model` itself."""
+    if backend != "inductor":
+        raise ValueError(
+            f"tg.compile: backend={backend!r} is not available; tracegrad has one compiler "
+            "(Numba), selected by the default backend='inductor'"
+        )
+    if options:
+        raise ValueError(
+            f"tg.compile: options={options!r}: inductor's options do not apply to tracegrad's "
+            "compiler; pass no options (tg.jit(f, parallel=False) turns parallel loops off)"
+        )
+    modes = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+    if mode not in modes:
+        raise ValueError(f"tg.compile: unknown mode {mode!r}; PyTorch's modes are {modes[1:]}")
+    if model is None:
+        return lambda m: compile(m, disable=disable)
+    return model if disable else jit(model)
+
+
+__all__ = ["compile", "jit", "JitFunction", "TracerError"]

@@ -45,11 +45,29 @@ from . import pystate
 from .pystate import ModuleGuard, OptimizerGuard, Source, Sym
 
 
-class _Captured:
-    __slots__ = ("tensor", "array", "var", "grad_fn", "requires_grad", "version")
+class GradOf:
+    """Called like a weak reference, gives the current `.grad` of `owner`: how a compiled call
+    finds a `.grad` tensor the function read (`p.grad` in an optimizer step compiled on its
+    own). Each backward may set a new tensor object there; the call reads whichever is there
+    now, and writes into it."""
 
-    def __init__(self, tensor: Tensor, var: Var) -> None:
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: Tensor) -> None:
+        self.owner = weakref.ref(owner)
+
+    def __call__(self) -> Tensor | None:
+        t = self.owner()
+        return None if t is None else t._grad
+
+
+class _Captured:
+    __slots__ = ("tensor", "ref", "array", "var", "grad_fn", "requires_grad", "version")
+
+    def __init__(self, tensor: Tensor, var: Var, owner: Tensor | None) -> None:
         self.tensor = tensor
+        # how a call finds the tensor again: itself, or the .grad of `owner` it was read as
+        self.ref = weakref.ref(tensor) if owner is None else GradOf(owner)
         self.array = tensor._data
         self.var = var
         self.grad_fn = tensor.grad_fn
@@ -70,6 +88,7 @@ class Tracer:
         # `.grad`s read before the trace set them: the compiled call assumes the same objects
         self.grad_reads: dict[int, tuple[Tensor, Any]] = {}
         self._grad_seen: set[int] = set()
+        self._grad_owners: dict[int, Tensor] = {}  # id(a .grad read) -> the tensor it is of
         self.backward_calls = 0
         # Python state (pystate.py): what each position of tape.captured is (a _Captured
         # tensor, or a runtime scalar's (code, dtype)), the sources of runtime numbers, the
@@ -92,7 +111,7 @@ class Tracer:
         if rec is not None:  # (its data was given back already? then it is that var again)
             return t._data if type(t._data) is Var else rec.var
         var = Var(Aval(t.shape, t.dtype), self.tape)
-        rec = _Captured(t, var)
+        rec = _Captured(t, var, self._grad_owners.get(id(t)))
         self.captured.append(rec)
         self._captured_ids[id(t)] = rec
         self.captured_kinds.append(rec)
@@ -110,6 +129,8 @@ class Tracer:
             self._grad_seen.add(key)
             if kind == "read":
                 self.grad_reads[key] = (t, t._grad)
+                if t._grad is not None and type(t._grad._data) is not Var:
+                    self._grad_owners.setdefault(id(t._grad), t)
         if kind == "write" and key not in self.grad_writes:
             self.grad_writes[key] = (t, t._grad)
 
@@ -238,11 +259,7 @@ class Tracer:
         writes = []
         for rec in self.captured:
             if rec.tensor._data is not rec.var:
-                writes.append(
-                    StateWrite(
-                        weakref.ref(rec.tensor), WriteKind.DATA, rec.tensor._data, True, rec.var
-                    )
-                )
+                writes.append(StateWrite(rec.ref, WriteKind.DATA, rec.tensor._data, True, rec.var))
         for t, old in self.grad_writes.values():
             new = t._grad
             if new is old:
@@ -306,14 +323,15 @@ class TensorGuards:
 
     def __init__(self, tracer: Tracer) -> None:
         self.captured = tuple(
-            (weakref.ref(rec.tensor), rec.var.shape, rec.var.dtype, rec.requires_grad)
-            for rec in tracer.captured
+            (rec.ref, rec.var.shape, rec.var.dtype, rec.requires_grad) for rec in tracer.captured
         )
         none, same, aval = [], [], []
         for t, value in tracer.grad_reads.values():
             if value is None:
                 none.append(weakref.ref(t))
-            elif id(value) in tracer._captured_ids:
+            elif id(value) in tracer._captured_ids and not isinstance(
+                tracer._captured_ids[id(value)].ref, GradOf
+            ):
                 same.append((weakref.ref(t), weakref.ref(value)))
             else:
                 aval.append((weakref.ref(t), value.shape, value.dtype))
@@ -333,6 +351,8 @@ class TensorGuards:
         for ref, shape, dtype, requires_grad in self.captured:
             t = ref()
             if t is None:
+                if isinstance(ref, GradOf):
+                    return "a .grad the function reads is None now (or its tensor is gone)"
                 return "a captured tensor no longer exists"
             d = t._data
             if d.shape != shape or d.dtype != dtype:
