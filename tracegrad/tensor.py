@@ -26,7 +26,7 @@ from . import devices as cuda_device
 from . import ops
 from .autograd.grad_mode import state as _grad_state
 from .autograd.node import AccumulateGrad, Node, node_class
-from .ops.core import Aval, category, is_scalar, result_type
+from .ops.core import Aval, category, is_scalar, note_blas, result_type
 from .ops.device import to_device
 from .tape.errors import TracerError, escaped, value_needed
 from .tape.ir import Var
@@ -1024,6 +1024,8 @@ class EagerMode(Mode):
         if record and op.vjp is None and op.decompose is not None and _grad_state.enabled:
             return op.decompose(*args, **params)  # a fused kernel differentiated: its parts
         out = eager_forward(op, datas, params)
+        if op.uses_blas:
+            note_blas()  # compiled loops run serially while OpenBLAS's threads spin (ops/core)
         # the fields of Tensor._init_fields, inlined (one call less per op: the hot path)
         t = object.__new__(Tensor)
         t._data = out

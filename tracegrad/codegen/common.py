@@ -46,6 +46,7 @@ class Naming:
     ) -> None:
         self.names: dict[int, str] = {}
         self.rows: dict[int, int] = {}
+        self.grain_slot: int | None = None  # the LI slot of the parallel grain, if any
         self.vars: list[Var] = []
         # display: the tape's names and, in comments, literal values and sizes -- the text
         # `f.source()` shows. The compiled text numbers names locally and leaves values out
@@ -218,11 +219,17 @@ class SegmentCode:
     S: np.ndarray = field(init=False)  # the shape table (sizes are never in the source)
     LF: np.ndarray = field(init=False)  # literal slots, floating and integer
     LI: np.ndarray = field(init=False)
+    # LI with the parallel grain out of reach (every loop serial), None without parallel loops
+    LI_serial: np.ndarray | None = field(init=False)
     buffer_plan: list = field(init=False)  # per buffer: (shape, dtype, from the pool?)
 
     def __post_init__(self) -> None:
         self.S = self.naming.shape_table()
         self.LF, self.LI = self.naming.literals()
+        self.LI_serial = None
+        if self.naming.grain_slot is not None:
+            self.LI_serial = self.LI.copy()
+            self.LI_serial[self.naming.grain_slot] = np.iinfo(np.int64).max
         self.buffer_plan = [
             (v.shape, v.dtype, v.dtype.itemsize * int(np.prod(v.shape)) >= POOLED_BYTES)
             for v in self.buffers

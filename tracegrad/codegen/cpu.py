@@ -319,6 +319,7 @@ class SegmentWriter:
         if not self._grain:
             self._grain = True
             slot = self.n.literal(parallel_grain())
+            self.n.grain_slot = len(self.n.ints) - 1
             self.literal_defs.append(f"GRAIN = {slot}  # loops smaller than this run serially")
         total = " * ".join(f"n{d}" for d in range(rank))
         if self.n.display:  # f.source(): the loop once (the compiled text has both copies)

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ..ops.core import blas_recent, note_blas
 from ..tape.ir import Var
 from .common import SegmentCode, python_step_label
 from .source import SourceWriter
@@ -143,6 +144,10 @@ class DriverWriter:
         with w.block("def call(args, captured):"):
             self._unpack("args", self.tape.args)
             self._unpack("captured", self.tape.captured)
+            if any(isinstance(st, SegmentCode) and st.LI_serial is not None for st in self.steps):
+                # loops run serially while OpenBLAS's threads spin after a BLAS call (ops/core)
+                self.globals["_blas_recent"] = blas_recent
+                w.line("_serial = _blas_recent()")
             for n, step in enumerate(self.steps):
                 if isinstance(step, SegmentCode):
                     self._segment(n, step)
@@ -219,7 +224,11 @@ class DriverWriter:
         g = f"_segment{n}"  # bound by the runtime to the compiled function
         for table, value in (("S", seg.S), ("LF", seg.LF), ("LI", seg.LI)):
             self.globals[f"_{table}{n}"] = value
-        params += [f"_S{n}", f"_LF{n}", f"_LI{n}"]
+        if seg.LI_serial is None:
+            params += [f"_S{n}", f"_LF{n}", f"_LI{n}"]
+        else:
+            self.globals[f"_LI{n}_serial"] = seg.LI_serial
+            params += [f"_S{n}", f"_LF{n}", f"(_LI{n}_serial if _serial else _LI{n})"]
         outs = [self.names[id(v)] for v in seg.outputs]
         w.line(f"{_tuple(outs) if outs else '_'} = {g}({', '.join(params)})")
         made_by_loops = {id(b) for b in seg.buffers}
@@ -245,6 +254,9 @@ class DriverWriter:
             self.globals[g] = python_step(e)
             self.w.line(f"{self.names[id(e.out)]} = {g}({', '.join(args)})")
         self.form[id(e.out)] = "any"
+        if e.op.uses_blas:
+            self.globals["_note_blas"] = note_blas
+            self.w.line("_note_blas()  # (ops/core.blas_recent)")
 
     def _value(self, v: Var) -> str:
         """`v` as an array (or numpy scalar) for numpy code."""

@@ -14,11 +14,31 @@ the bottom of the dependency graph while VJP rules are still written with traceg
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+# When BLAS last ran (an eager matmul or convolution, a compiled program's BLAS step).
+# OpenBLAS's threads spin for about 0.1 s after each call, and Numba's parallel loops started
+# meanwhile fight them for the cores; worse, Numba's OpenMP threads then spin in turn and slow
+# the next BLAS call. Measured on the 2-core machine, an MLP loop with `tg.jit(model)` and
+# `tg.jit(opt.step)`: the update's parallel loops 3.3 ms vs 0.9 ms serial, and the next
+# forward 11.7 ms vs 6.3 ms. So compiled loops run serially for that long after BLAS
+# (`blas_recent`; codegen/driver.py), as programs that call BLAS themselves always do.
+BLAS_SPIN_SECONDS = 0.1
+_blas_clock = [0.0]
+
+
+def note_blas() -> None:
+    _blas_clock[0] = time.perf_counter()
+
+
+def blas_recent() -> bool:
+    return time.perf_counter() - _blas_clock[0] < BLAS_SPIN_SECONDS
+
 
 Shape = tuple[int, ...]
 
