@@ -6,6 +6,10 @@ Every system starts from the same weights and data; the losses of the warm-up st
 compile) are checked against tracegrad eager's before anything is timed.
 Steps are timed in alternating blocks per system (benchmarks/timing.py); medians in ms.
 
+The compiled-module loop (`tg.jit(model)` with eager `backward()` and `opt.step()`, or with
+`tg.jit(opt.step)` too) runs next to the whole-step jit, and `torch.compile(model)` next to
+PyTorch eager, with the same loop.
+
 Run: python -m benchmarks.training [--only resnet|mlp] [--repeats 10]
 """
 
@@ -38,7 +42,26 @@ def _tg_step(model: nn.Module, lr: float) -> Callable:
     return step
 
 
-def _torch_twin(model: nn.Module, build: Callable, lr: float) -> Callable | None:
+def _tg_compiled_module_step(model: nn.Module, lr: float, compile_step: bool) -> Callable:
+    """The loop PyTorch users write around `torch.compile(model)`: `tg.jit(model)` (a
+    compiled forward and backward), eager `backward()`; `opt.step` eager or `tg.jit`ed."""
+    cmodel = tg.jit(model)
+    opt = tg.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    update = tg.jit(opt.step) if compile_step else opt.step
+
+    def step(x: Any, y: Any) -> Any:
+        opt.zero_grad()
+        loss = F.cross_entropy(cmodel(x), y)
+        loss.backward()
+        update()
+        return loss
+
+    return step
+
+
+def _torch_twin(
+    model: nn.Module, build: Callable, lr: float, compiled: bool = False
+) -> Callable | None:
     try:
         import torch
     except ImportError:
@@ -49,9 +72,13 @@ def _torch_twin(model: nn.Module, build: Callable, lr: float) -> Callable | None
     )
     opt = torch.optim.SGD(tmodel.parameters(), lr=lr, momentum=0.9)
 
+    run_model = torch.compile(tmodel) if compiled else tmodel
+
     def step(x: np.ndarray, y: np.ndarray) -> float:
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(tmodel(torch.from_numpy(x)), torch.from_numpy(y))
+        loss = torch.nn.functional.cross_entropy(
+            run_model(torch.from_numpy(x)), torch.from_numpy(y)
+        )
         loss.backward()
         opt.step()
         return loss.item()
@@ -163,7 +190,9 @@ def run(
     classes: int,
     repeats: int,
     jax_step: Callable | None = None,
+    compiled_module: bool = True,
 ) -> dict:
+    """`compiled_module`: also time the `tg.jit(model)` loop (and `torch.compile(model)`)."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape).astype(np.float32)
     y = rng.integers(0, classes, shape[0])
@@ -178,10 +207,21 @@ def run(
     jit_model.load_state_dict(base.state_dict())
     jitted = tg.jit(_tg_step(jit_model, 0.01))
     systems["tracegrad jit"] = lambda: jitted(tg.tensor(x), tg.tensor(y)).item()
+    if compiled_module:
+        for label, compile_step in (("jit(model)", False), ("jit(model)+jit(step)", True)):
+            m = make_model()
+            m.load_state_dict(base.state_dict())
+            cstep = _tg_compiled_module_step(m, 0.01, compile_step)
+            systems[f"tracegrad {label}"] = lambda cstep=cstep: cstep(
+                tg.tensor(x), tg.tensor(y)
+            ).item()
     if torch_build is not None:
         t = _torch_twin(base, torch_build, 0.01)
         if t is not None:
             systems["pytorch eager"] = lambda: t(x, y)
+        tc = _torch_twin(base, torch_build, 0.01, compiled=True) if compiled_module else None
+        if tc is not None:
+            systems["torch.compile(model)"] = lambda: tc(x, y)
     if jax_step is not None:
         j = jax_step(base, 0.01)
         if j is not None:

@@ -32,7 +32,7 @@ from .creation import bool, float, float16, float32, float64, int32, int64
 from .functions import *  # noqa: F403
 from .functions import abs, all, any, max, min, pow, sum
 from .io import load, save
-from .runtime import jit
+from .runtime import compile, jit  # noqa: A004  (torch.compile)
 from .tape import TracerError
 from .tensor import Device, Size, Tensor
 from .trace import make_tape
