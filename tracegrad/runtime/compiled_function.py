@@ -172,7 +172,9 @@ class AutogradProgram:
     """What a differentiable entry runs beyond its forward executable: the backward
     executable, where the residuals come from, and which inputs get gradients."""
 
-    def __init__(self, joint: JointTrace, split: Split, backward: Any) -> None:
+    def __init__(self, joint: JointTrace, tape: Any, split: Split, backward: Any) -> None:
+        self.joint_tape = tape  # the optimized joint tape the split was made from
+        self.n_args = joint.n_args
         self.split = split
         self.backward = backward
         self.diff = joint.diff

@@ -65,9 +65,10 @@ def _recomputable(e: Eqn) -> bool:
     return (e.op.kind == "elementwise" and e.op.lower is not None) or e.op.kind == "shape"
 
 
-def split_joint(tape: Tape, n_args: int, n_outputs: int) -> Split:
+def split_joint(tape: Tape, n_args: int, n_outputs: int, recompute: bool = True) -> Split:
     """`tape.args[:n_args]` are the forward's arguments and the rest the output cotangents;
-    `tape.outputs[:n_outputs]` the forward's outputs and the rest the gradients."""
+    `tape.outputs[:n_outputs]` the forward's outputs and the rest the gradients.
+    `recompute=False` keeps every value the backward reads (for measuring what it saves)."""
     fwd_outs = tape.outputs[:n_outputs]
     grads = tape.outputs[n_outputs:]
     # the forward part: what the forward outputs and the state writes need
@@ -103,7 +104,7 @@ def split_joint(tape: Tape, n_args: int, n_outputs: int) -> Split:
     # recompute cheap values from their inputs where that keeps fewer bytes (to a fixed point)
     recomputed: dict[int, Eqn] = {}
     saved = 0
-    changed = True
+    changed = recompute
     while changed:
         changed = False
         for key, v in list(needed.items()):
