@@ -415,15 +415,25 @@ def training(
             systems.append(
                 System(label, runner, check=lambda r, runner=runner: runner.first["first"])
             )
-        if peer("torch") is not None and torch_build is not None:
-            t = T._torch_twin(base, torch_build, 0.01)
-            t(xn, yn)
-            runner = _first_loss(lambda: t(xn, yn))
-            systems.append(
-                System(
-                    "pytorch eager", runner, check=lambda r, runner=runner: runner.first["first"]
-                )
+        # the torch.compile(model) loop: tg.jit(model), eager backward() and opt.step()
+        model = make_model()
+        model.load_state_dict(base.state_dict())
+        cstep = T._tg_compiled_module_step(model, 0.01, compile_step=False)
+        cstep(x, y)
+        runner = _first_loss(lambda: cstep(x, y).item())
+        systems.append(
+            System(
+                "tracegrad jit(model)", runner, check=lambda r, runner=runner: runner.first["first"]
             )
+        )
+        if peer("torch") is not None and torch_build is not None:
+            for label, compiled in (("pytorch eager", False), ("torch.compile(model)", True)):
+                t = T._torch_twin(base, torch_build, 0.01, compiled=compiled)
+                t(xn, yn)
+                runner = _first_loss(lambda t=t: t(xn, yn))
+                systems.append(
+                    System(label, runner, check=lambda r, runner=runner: runner.first["first"])
+                )
         if jax_step is not None and peer("jax") is not None:
             j = jax_step(base, 0.01)
             j(xn, yn)
