@@ -22,6 +22,7 @@ from ..autograd.engine import run_backward
 from ..autograd.grad_mode import enable_grad, is_grad_enabled, state
 from ..autograd.node import FREED_MESSAGE, Node
 from ..autograd.pytree import flatten
+from ..devices import to_device
 from ..ops.core import Aval
 from ..tape.ir import Var, WriteKind
 from ..tape.split import Split
@@ -133,8 +134,9 @@ class CompiledFunctionBackward(Node):
             return self._run_eagerly(grads)
         cotangents = []
         for gi, (shape, dtype) in zip(grads, self.program.out_avals):
-            if gi is None:
-                cotangents.append(np.zeros(shape, dtype))
+            if gi is None:  # an output the loss does not use: a zero cotangent, where it lives
+                zero = np.zeros(shape, dtype)
+                cotangents.append(to_device(zero) if self.program.device == "cuda" else zero)
             else:
                 d = gi._data
                 cotangents.append(d if d.dtype == dtype else d.astype(dtype))
@@ -172,7 +174,10 @@ class AutogradProgram:
     """What a differentiable entry runs beyond its forward executable: the backward
     executable, where the residuals come from, and which inputs get gradients."""
 
-    def __init__(self, joint: JointTrace, tape: Any, split: Split, backward: Any) -> None:
+    def __init__(
+        self, joint: JointTrace, tape: Any, split: Split, backward: Any, device: str
+    ) -> None:
+        self.device = device
         self.joint_tape = tape  # the optimized joint tape the split was made from
         self.n_args = joint.n_args
         self.split = split

@@ -457,7 +457,7 @@ class JitFunction:
                 )
             forward = build_executable(split.forward, self.device, self.parallel, self.stats)
             backward = build_executable(split.backward, self.device, self.parallel, self.stats)
-            program = AutogradProgram(joint, tape, split, backward)
+            program = AutogradProgram(joint, tape, split, backward, self.device)
             entry = AutogradEntry(split.forward, tracer, joint.out_tree, forward, program)
         entry.fn = fn
         self._cache.setdefault(key, []).insert(0, entry)
