@@ -152,9 +152,10 @@ class CompiledFunctionBackward(Node):
         if self.program.writes_state:
             raise RuntimeError(
                 "backward with create_graph=True through a jitted function that changes state "
-                "(it writes a buffer or a parameter when called): running it again to build "
-                "the higher-order graph would change that state twice. Call the function "
-                "without tg.jit where you need higher-order gradients."
+                "when called (it writes a buffer or a parameter, or draws random numbers): "
+                "running it again to build the higher-order graph would change that state "
+                "twice. Compile the transform instead (tg.jit(tg.grad(...))), or call the "
+                "function without tg.jit where you need higher-order gradients."
             )
         fn, args, kwargs = self.call
         with enable_grad():
