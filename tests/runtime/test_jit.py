@@ -635,3 +635,19 @@ def test_a_zero_dim_integer_tensor_indexes_inside_jit():
         close(value, evalue)
         close(grad, egrad)
     assert g.stats["traces"] == 1
+
+
+def test_fast_path_takes_numpy_arrays_and_numbers():
+    f = tg.jit(lambda x, s: (x * s).sum(0))
+    a = np.array([[1.0, 2.0], [3.0, 4.0]])
+    close(f(a, 2.0), [8.0, 12.0])
+    close(f(a, 2.0), [8.0, 12.0])  # a hit of the fast path
+    close(f(a + 1, 2.0), [12.0, 16.0])  # new values, same entry
+    close(f(tg.tensor(a), 2.0), [8.0, 12.0])  # a tensor of the same shape: the same trace
+    assert f.stats["traces"] == 1 and f.stats["memory_hits"] == 3
+    close(f(a, 3.0), [12.0, 18.0])  # a number is a literal: its value is in the key
+    close(f(a, 3), [12.0, 18.0])  # and its type
+    close(f(a.astype(np.float32), 3), [12.0, 18.0])
+    assert f.stats["traces"] == 4
+    close(f(a, 2.0), [8.0, 12.0])
+    assert f.stats["traces"] == 4

@@ -363,14 +363,30 @@ class JitFunction:
             return self.fn(*args, **kwargs)  # inside another trace: trace through (inline)
         # fast path: positional tensors that need no gradient, nothing static. The key is their
         # shapes and dtypes and grad mode, the same facts the full key records for them
+        # fast path: positional tensors that need no gradient, numpy arrays and Python
+        # numbers, nothing static. The key holds the facts the full key records for them:
+        # shapes and dtypes, the numbers' types and values, grad mode
         fast_key = None
         if not kwargs and not self.static_argnums:
             sig = []
+            leaves = []
             for a in args:
-                if type(a) is not Tensor or a._requires_grad or type(a._data) is not np.ndarray:
+                ta = type(a)
+                if ta is Tensor:
+                    d = a._data
+                    if a._requires_grad or type(d) is not np.ndarray:
+                        break
+                elif ta is np.ndarray:
+                    d = a
+                elif ta is float or ta is int:
+                    sig.append(ta)
+                    sig.append(a)
+                    continue
+                else:
                     break
-                sig.append(a._data.shape)
-                sig.append(a._data.dtype)
+                sig.append(d.shape)
+                sig.append(d.dtype)
+                leaves.append(d)
             else:
                 fast_key = (tuple(sig), _grad_mode.enabled)
                 entry = self._fast.get(fast_key)
@@ -378,7 +394,10 @@ class JitFunction:
                     why, values = entry.check() if entry.checked else (None, None)
                     if why is None:
                         self.stats["memory_hits"] += 1
-                        return entry.run([a._data for a in args], values, args, (args, kwargs))
+                        dyn = args
+                        if len(leaves) != len(args):  # numbers are literals, not leaves
+                            dyn = [a for a in args if type(a) is not float and type(a) is not int]
+                        return entry.run(leaves, values, dyn, (args, kwargs))
         leaves, dynamic, key = self._split(args, kwargs)
         if self.device == "cpu":
             _check_on_cpu(self.fn, dynamic, "argument")
