@@ -1,6 +1,6 @@
 """`tg.nn`: modules, layers, losses, initialisation and the functional forms, as PyTorch's."""
 
-from . import functional, init, utils
+from . import compiled, functional, init, utils  # compiled: tg.jit(module) (nn/compiled.py)
 from .layers import (
     GELU,
     AdaptiveAvgPool2d,

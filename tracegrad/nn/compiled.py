@@ -94,4 +94,11 @@ class CompiledModule(Module):
         return f"CompiledModule({self._orig_mod!r})"
 
 
+def _tg_jit(module: Module, **options: Any) -> CompiledModule:
+    return CompiledModule(module, **options)
+
+
+# what `tg.jit(module)` calls (runtime/jit.py finds it on the object: runtime may not import nn)
+Module.__tg_jit__ = _tg_jit
+
 __all__ = ["CompiledModule"]

@@ -56,12 +56,6 @@ class Module:
             f'Module [{type(self).__name__}] is missing the required "forward" function'
         )
 
-    def __tg_jit__(self, **options: Any) -> Module:
-        """What `tg.jit(module)` returns: the module compiled (nn/compiled.py)."""
-        from .compiled import CompiledModule
-
-        return CompiledModule(self, **options)
-
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         tracer = tracing.tracer
         if tracer is not None:
