@@ -149,6 +149,7 @@ class SegmentWriter:
         w.line("")
         w.line("import numpy as np")
         w.line("from numba import njit, prange")
+        w.line("from numpy.lib.stride_tricks import as_strided")
         w.line("")
         w.line(
             "from tracegrad.codegen.numba_helpers import (  # helpers "
@@ -349,8 +350,19 @@ class SegmentWriter:
             buf, src = self.n.array(v), self.n.array(old)
             self.w.comment(f"{buf} may be {src}'s own array: the loop reads {src} through {buf}")
             with self.w.block(f"if {buf}.ctypes.data != {src}.ctypes.data:"):
-                self.w.line(f"{buf}[...] = {src}")
+                self._copy_loop(buf, src, v.ndim)
             self._through[id(old)] = v
+
+    def _copy_loop(self, dst: str, src: str, rank: int) -> None:
+        """`dst[...] = src` as explicit loops: Numba compiles slice assignment's
+        implementation for 3.5-5.5 s (per rank), a loop nest in 0.1 s."""
+        if rank == 0:
+            self.w.line(f"{dst}[()] = {src}[()]")
+            return
+        index = ", ".join(f"c{d}" for d in range(rank))
+        for d in range(rank):
+            self.w.line(f"{'    ' * d}for c{d} in range({dst}.shape[{d}]):")
+        self.w.line(f"{'    ' * rank}{dst}[{index}] = {src}[{index}]")
 
     def _loop_arrays(self, k: Any) -> list[Var]:
         """The arrays a loop kernel reads element by element, and the ones it writes."""
