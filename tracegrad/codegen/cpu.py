@@ -516,24 +516,31 @@ class SegmentWriter:
             w.line(f"{m} = v_{name}  # NaN propagates")
 
     def _finish_reduction(self, e: Any, space: tuple) -> None:
+        """The result from its accumulator(s). For an array result, a loop nest over its
+        elements: an array expression (`(acc_m + np.log(acc_s)).astype(...)`) over 4-d
+        accumulators compiled for 11 s in Numba (an attention softmax's row logsumexp)."""
         n, w = self.n, self.w
-        acc = "acc_" + n.array(e.out)
         name = n.array(e.out)
+        rank = e.out.ndim
+        at = f"[{', '.join(f'c{d}' for d in range(rank))}]" if rank else ""
         if e.op.reduction.shifted:
-            log = "math.log" if e.out.ndim == 0 else "np.log"
-            value = f"acc_m_{name} + {log}(acc_s_{name})"
+            value = f"acc_m_{name}{at} + math.log(acc_s_{name}{at})"
         else:
             count = " * ".join(f"n{d}" for d in e.params["dims"]) or "1"
-            value = e.op.reduction.result(acc, count)
+            value = e.op.reduction.result(f"acc_{name}{at}", count)
         if _counts_nans(e):
-            value = f"np.nan if nans_{name} else {value}"
+            value = f"np.nan if nans_{name}{at} else {value}"
         w.comment(eqn_comment(n, e))
-        if e.out.ndim == 0:
+        if rank == 0:
             w.line(f"{n.scalar(e.out)} = {cast(e.out)}({value})")
             self.form[id(e.out)] = "scalar"
-        else:
-            w.line(f"{n.array(e.out)} = ({value}).astype({cast(e.out)})")
-            self.form[id(e.out)] = "array"
+            return
+        shape = ", ".join(n.dims(e.out))
+        w.line(f"{name} = np.empty(({shape},), dtype={cast(e.out)})")
+        for d in range(rank):
+            w.line(f"{'    ' * d}for c{d} in range({name}.shape[{d}]):")
+        w.line(f"{'    ' * rank}{name}{at} = {cast(e.out)}({value})")
+        self.form[id(e.out)] = "array"
 
     # library calls ----------------------------------------------------------------------------
 
