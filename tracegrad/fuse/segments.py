@@ -12,7 +12,6 @@ from typing import Any
 from ..tape.ir import Var, WriteKind
 from .partition import KernelKind, may_return_view
 
-
 # The most equations one compiled segment holds (TRACEGRAD_MAX_SEGMENT_EQNS). Numba's compile
 # time grows faster than the function: a GPT step's optimizer update and clipping, 1779 lines
 # in one function, took 62 s of a 118 s compile. Segments are cut between kernels (any cut is
