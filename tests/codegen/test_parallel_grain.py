@@ -41,10 +41,12 @@ def test_sizes_on_both_sides_of_the_grain_share_the_compiled_code(monkeypatch: A
     monkeypatch.delenv("TRACEGRAD_PARALLEL_GRAIN", raising=False)
     f = tg.jit(tg.value_and_grad(loss, argnums=(0, 1)))
     _expect_eager(f, _data(4, 5))  # 20 elements: serial loops
+    functions = f.stats["compiles"] + f.stats["disk_hits"]
+    assert functions >= 1
     _expect_eager(f, _data(300, 130))  # 39000 > GRAIN_SIZE: parallel loops
     assert 300 * 130 > GRAIN_SIZE
     assert f.stats["traces"] == 2
-    assert f.stats["compiles"] + f.stats["disk_hits"] == 1
+    assert f.stats["compiles"] + f.stats["disk_hits"] == functions  # nothing new compiled
     # f.source() shows each loop once; the compiled text holds the serial copy and the branch
     source = f.source(*_data(4, 5))
     assert "where n0 * n1 < GRAIN" in source and "in prange(" in source
