@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from ..fuse.partition import KernelKind
+from ..ops.core import element_loops
 from ..tape.ir import Var
 from .common import CAST, Naming, cast, compute_dtype, eqn_comment, fold, scalar_expr, typed
 from .numba_helpers import HELPERS_VERSION
@@ -356,13 +357,8 @@ class SegmentWriter:
     def _copy_loop(self, dst: str, src: str, rank: int) -> None:
         """`dst[...] = src` as explicit loops: Numba compiles slice assignment's
         implementation for 3.5-5.5 s (per rank), a loop nest in 0.1 s."""
-        if rank == 0:
-            self.w.line(f"{dst}[()] = {src}[()]")
-            return
-        index = ", ".join(f"c{d}" for d in range(rank))
-        for d in range(rank):
-            self.w.line(f"{'    ' * d}for c{d} in range({dst}.shape[{d}]):")
-        self.w.line(f"{'    ' * rank}{dst}[{index}] = {src}[{index}]")
+        for line in element_loops(dst, rank, f"{dst}[{{at}}] = {src}[{{at}}]"):
+            self.w.line(line)
 
     def _loop_arrays(self, k: Any) -> list[Var]:
         """The arrays a loop kernel reads element by element, and the ones it writes."""
@@ -522,7 +518,7 @@ class SegmentWriter:
         n, w = self.n, self.w
         name = n.array(e.out)
         rank = e.out.ndim
-        at = f"[{', '.join(f'c{d}' for d in range(rank))}]" if rank else ""
+        at = "[{at}]" if rank else ""
         if e.op.reduction.shifted:
             value = f"acc_m_{name}{at} + math.log(acc_s_{name}{at})"
         else:
@@ -537,9 +533,8 @@ class SegmentWriter:
             return
         shape = ", ".join(n.dims(e.out))
         w.line(f"{name} = np.empty(({shape},), dtype={cast(e.out)})")
-        for d in range(rank):
-            w.line(f"{'    ' * d}for c{d} in range({name}.shape[{d}]):")
-        w.line(f"{'    ' * rank}{name}{at} = {cast(e.out)}({value})")
+        for line in element_loops(name, rank, f"{name}{at} = {cast(e.out)}({value})"):
+            w.line(line)
         self.form[id(e.out)] = "array"
 
     # library calls ----------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from typing import Any
 from ..tape.ir import Var, WriteKind
 from .partition import KernelKind, may_return_view
 
-# The most equations one compiled segment holds (TRACEGRAD_MAX_SEGMENT_EQNS). Numba's compile
+# The most equations one compiled segment holds (TRACEGRAD_MAX_SEGMENT_EQNS, read at import;
+# it changes how code is cut, never a result). Numba's compile
 # time grows faster than the function: a GPT step's optimizer update and clipping, 1779 lines
 # in one function, took 62 s of a 118 s compile. Segments are cut between kernels (any cut is
 # valid: values pass between segments as arrays or returned numbers, as they do around a

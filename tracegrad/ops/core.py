@@ -247,6 +247,16 @@ class Call:
     source: Callable[..., list[str]] | None = None
 
 
+def element_loops(array: str, rank: int, statement: str) -> list[str]:
+    """Numba source: `statement` for every element of `array` (a name), as a loop nest over
+    its shape, with `{at}` in the statement replaced by the element's index. Generated code
+    uses it where a numpy construct compiles slowly in Numba (slice assignment, array
+    expressions: docs/compiler.md)."""
+    at = ", ".join(f"c{d}" for d in range(rank)) or "()"
+    lines = [f"{'    ' * d}for c{d} in range({array}.shape[{d}]):" for d in range(rank)]
+    return [*lines, "    " * rank + statement.replace("{at}", at)]
+
+
 @dataclass(frozen=True)
 class Reduction:
     """How a reduction accumulates in a fused loop: `acc = init; acc <- combine(acc, x)`, and the

@@ -242,20 +242,27 @@ def uniform_f64(state, n):  # noqa: ANN001, ANN201
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract", "reassoc"})
+def _row_stats(x, r, eps):  # noqa: ANN001, ANN202
+    """Row r's mean and 1 / sqrt(biased variance + eps), two passes in float64."""
+    m = x.shape[1]
+    s = 0.0
+    for j in range(m):
+        s += x[r, j]
+    mean = s / m
+    q = 0.0
+    for j in range(m):
+        d = x[r, j] - mean
+        q += d * d
+    return mean, 1.0 / np.sqrt(q / m + eps)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract", "reassoc"})
 def layer_norm_rows(x, w, b, eps):  # noqa: ANN001, ANN201
     """out[r] = (x[r] - mean) / sqrt(var + eps) * w + b (biased variance), per row."""
     rows, m = x.shape
     out = np.empty_like(x)
     for r in range(rows):
-        s = 0.0
-        for j in range(m):
-            s += x[r, j]
-        mean = s / m
-        q = 0.0
-        for j in range(m):
-            d = x[r, j] - mean
-            q += d * d
-        rstd = 1.0 / np.sqrt(q / m + eps)
+        mean, rstd = _row_stats(x, r, eps)
         for j in range(m):
             out[r, j] = (x[r, j] - mean) * rstd * w[j] + b[j]
     return out
@@ -268,15 +275,7 @@ def layer_norm_grad_rows(g, x, w, eps):  # noqa: ANN001, ANN201
     rows, m = x.shape
     out = np.empty_like(x)
     for r in range(rows):
-        s = 0.0
-        for j in range(m):
-            s += x[r, j]
-        mean = s / m
-        q = 0.0
-        for j in range(m):
-            d = x[r, j] - mean
-            q += d * d
-        rstd = 1.0 / np.sqrt(q / m + eps)
+        mean, rstd = _row_stats(x, r, eps)
         a = 0.0
         c = 0.0
         for j in range(m):

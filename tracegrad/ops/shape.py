@@ -14,7 +14,16 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from .core import Aval, Call, defop, numba_dtype, result_type, shape_error, unbroadcast
+from .core import (
+    Aval,
+    Call,
+    defop,
+    element_loops,
+    numba_dtype,
+    result_type,
+    shape_error,
+    unbroadcast,
+)
 from .kernels import add_rows
 
 
@@ -254,13 +263,10 @@ def _unindex_source(e: Any, ins: list, out: str, dims: list) -> list[str]:
             return [zeros, f"{out}[{_index_source(idx)}] = {ins[0]}"]
         # into the view, by a loop nest: Numba compiles slice assignment (`out[:, 2:4] = g`)
         # for 3.5-5.5 s per rank, a loop nest in 0.1 s
-        at = ", ".join(f"c{d}" for d in range(rank))
-        loops = [f"{'    ' * d}for c{d} in range({out}_part.shape[{d}]):" for d in range(rank)]
         return [
             zeros,
             f"{out}_part = {out}[{_index_source(idx)}]",
-            *loops,
-            f"{'    ' * rank}{out}_part[{at}] = {ins[0]}[{at}]",
+            *element_loops(f"{out}_part", rank, f"{out}_part[{{at}}] = {ins[0]}[{{at}}]"),
         ]
     return [zeros, f"add_rows({out}, {ins[1]}, {ins[0]})"]
 
