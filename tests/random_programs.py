@@ -58,7 +58,7 @@ def programs(draw: Any) -> tuple:
                 )
             )
         elif kind == "binary":
-            partners = [j for j, s in enumerate(values) if _broadcasts(s, shape)]
+            partners = [j for j, s in enumerate(values) if broadcasts(s, shape)]
             j = draw(st.sampled_from(partners))
             steps.append(("binary", draw(st.sampled_from(sorted(BINARY))), i, j))
             shape = np.broadcast_shapes(shape, values[j])
@@ -81,7 +81,7 @@ def programs(draw: Any) -> tuple:
     return tuple(shapes.input_shapes), steps
 
 
-def _broadcasts(a: tuple, b: tuple) -> bool:
+def broadcasts(a: tuple, b: tuple) -> bool:
     try:
         np.broadcast_shapes(a, b)
         return True

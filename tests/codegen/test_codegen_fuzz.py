@@ -18,6 +18,7 @@ import hypothesis.extra.numpy as hnp
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from random_programs import broadcasts
 
 import tracegrad as tg
 from tracegrad.codegen.program import write_cpu_program
@@ -60,7 +61,7 @@ def programs(draw: Any) -> tuple:
         elif kind == "scalar":
             steps.append(("scalar", i, draw(st.floats(-2, 2, width=32))))
         elif kind == "binary":
-            partners = [j for j, s in enumerate(values) if _broadcasts(s, shape)]
+            partners = [j for j, s in enumerate(values) if broadcasts(s, shape)]
             j = draw(st.sampled_from(partners))
             steps.append(("binary", draw(st.sampled_from(["add", "mul", "max"])), i, j))
             shape = np.broadcast_shapes(shape, values[j])
@@ -105,14 +106,6 @@ def programs(draw: Any) -> tuple:
             shape = shape[:-1] + (3,)
         values.append(tuple(shape))
     return tuple(shapes.input_shapes), steps
-
-
-def _broadcasts(a: tuple, b: tuple) -> bool:
-    try:
-        np.broadcast_shapes(a, b)
-        return True
-    except ValueError:
-        return False
 
 
 def run(steps: list, x: Any, y: Any) -> Any:

@@ -375,3 +375,37 @@ def test_disk_cache_holds_both_programs(tmp_path):
     assert runs[0][:2] == ["2", "0"]  # the forward and the backward program
     assert runs[1][:2] == ["0", "2"]
     assert runs[0][2] == runs[1][2]
+
+
+# --------------------------------------------------------------------------------------------
+# state changed between calls takes effect
+
+
+def test_an_argument_that_starts_requiring_grad_gets_its_gradient():
+    w = tg.tensor([1.0, 2.0], dtype=tg.float64, requires_grad=True)
+    f = tg.jit(lambda x: (x * w).sin().sum())
+    x = tg.tensor([0.3, 0.4], dtype=tg.float64)
+    f(x).backward()
+    assert x.grad is None
+    x.requires_grad_()
+    f(x).backward()  # requires_grad is part of the key: a new trace gives x its gradient
+    close(x.grad, (x * w).cos().detach() * w.detach())
+    assert f.stats["traces"] == 2
+    x.requires_grad_(False)
+    assert f(x).grad_fn is not None and f.stats["traces"] == 2  # the first entry again
+
+
+def test_a_jitted_step_after_grads_were_cleared_or_replaced():
+    p = tg.tensor([1.0, 2.0], dtype=tg.float64, requires_grad=True)
+    opt = tg.optim.SGD([p], lr=0.5)
+    step = tg.jit(opt.step)
+    p.grad = tg.tensor([1.0, 1.0], dtype=tg.float64)
+    step()
+    close(p, [0.5, 1.5])
+    p.grad = tg.tensor([2.0, -2.0], dtype=tg.float64)  # a new .grad object: read through p
+    step()
+    close(p, [-0.5, 2.5])
+    p.grad = None  # SGD skips a parameter without a gradient: the guard retraces
+    step()
+    close(p, [-0.5, 2.5])
+    assert step.stats["traces"] == 2
