@@ -16,3 +16,14 @@ os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 # ~/.cache/tracegrad (subprocesses started by tests inherit it).
 if "TRACEGRAD_TEST_KEEP_CACHE_DIR" not in os.environ:
     os.environ["TRACEGRAD_CACHE_DIR"] = tempfile.mkdtemp(prefix="tracegrad-test-cache-")
+
+
+def pytest_runtest_logreport(report):
+    """With TRACEGRAD_TEST_FAILURE_LOG set, each failure's traceback is appended to that file as
+    it happens, so a run cut short by a time limit (a GPU lent for minutes) still names its
+    failures. Under pytest-xdist the workers write; the controller's copy of a report is skipped."""
+    path = os.environ.get("TRACEGRAD_TEST_FAILURE_LOG")
+    if not path or not report.failed or getattr(report, "node", None) is not None:
+        return
+    with open(path, "a") as f:
+        f.write(f"=== {report.nodeid} ({report.when})\n{report.longreprtext}\n\n")

@@ -41,6 +41,7 @@ def cuda() -> Any:
             "device='cpu', or set NUMBA_ENABLE_CUDASIM=1 before starting Python to run the "
             "CUDA target on Numba's simulator (slow; for testing)."
         )
+    _check_numpy_support()
     types: list[type] = []
     try:
         from numba.cuda.cudadrv.devicearray import DeviceNDArray
@@ -57,6 +58,25 @@ def cuda() -> Any:
     _DEVICE_TYPES = tuple(types)
     _cuda = numba_cuda
     return numba_cuda
+
+
+def _check_numpy_support() -> None:
+    """numba-cuda's array support, imported now so that a numpy it cannot work with is named.
+
+    numba-cuda <= 0.30.4 registers an overload of `np.row_stack`, which numpy 2.5 removed: with
+    that pair every CUDA kernel fails to compile with "module 'numpy' has no attribute
+    'row_stack'" (seen on an H200 image with numpy 2.5.2, 2026-11-29)."""
+    try:
+        import numba.cuda.np.arrayobj  # noqa: F401
+    except AttributeError as e:
+        import numba_cuda
+
+        raise RuntimeError(
+            f"tracegrad: the CUDA target cannot compile kernels here: numba-cuda "
+            f"{getattr(numba_cuda, '__version__', '?')} does not support numpy {np.__version__} "
+            f"({e}). Install a numpy it supports (pip install 'numpy<2.5') or a numba-cuda "
+            "release that supports this numpy."
+        ) from e
 
 
 def available() -> bool:

@@ -198,6 +198,24 @@ def test_cuda_modules_go_to_the_disk_cache(tmp_path, monkeypatch):
     assert files and "@cuda.jit(cache=True)" in files[0].read_text()
 
 
+def test_a_numpy_numba_cuda_cannot_compile_for_is_named():
+    # numba-cuda <= 0.30.4 with numpy >= 2.5 (np.row_stack removed) fails every kernel compile
+    # with a bare AttributeError; tracegrad names the versions and the fix instead
+    code = (
+        "import numpy as np\n"
+        "del np.row_stack\n"
+        "import tracegrad as tg\n"
+        "try:\n"
+        "    tg.ones(2, device='cuda')\n"
+        "except RuntimeError as e:\n"
+        "    print(e)\n"
+    )
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert "numba-cuda" in out.stdout and "row_stack" in out.stdout, out.stdout + out.stderr
+    assert "numpy<2.5" in out.stdout
+
+
 @pytest.mark.skipif(
     os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "0", reason="a real GPU is present"
 )
