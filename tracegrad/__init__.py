@@ -16,6 +16,7 @@ from . import (
     accelerator,
     autograd,
     cuda,
+    distributed,  # MPI through mpi4py, imported only by init_process_group
     models,
     nn,
     ops,

@@ -60,9 +60,70 @@ class _EngineHooks:
     tracegrad), which needs this layer and so cannot be imported by it."""
 
     backward: Any = None
+    post_accumulate_hooks: Any = None  # a HookTable
 
 
 engine_hooks = _EngineHooks()
+
+
+class HookTable:
+    """Hooks per tensor, keyed by identity (a tensor's `==` is elementwise, so no
+    WeakKeyDictionary); an entry goes when its tensor does."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[Any, dict]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    def get(self, t: Any) -> dict | None:
+        entry = self._entries.get(id(t))
+        return entry[1] if entry is not None and entry[0]() is t else None
+
+    def add(self, t: Any, hook_id: int, hook: Any) -> None:
+        import weakref
+
+        key = id(t)
+        entry = self._entries.get(key)
+        if entry is None or entry[0]() is not t:
+            entries = self._entries
+            entry = (weakref.ref(t, lambda _r: entries.pop(key, None)), {})
+            entries[key] = entry
+        entry[1][hook_id] = hook
+
+    def remove(self, t: Any, hook_id: int) -> None:
+        hooks = self.get(t)
+        if hooks is not None:
+            hooks.pop(hook_id, None)
+            if not hooks:
+                del self._entries[id(t)]
+
+
+class _HookHandle:
+    """What `register_*_hook` returns: `remove()` unregisters the hook (PyTorch's
+    RemovableHandle)."""
+
+    _next_id = [0]
+
+    def __init__(self, table: HookTable, t: Any, hook: Any) -> None:
+        import weakref
+
+        self._table = table
+        self._ref = weakref.ref(t)
+        self.id = _HookHandle._next_id[0]
+        _HookHandle._next_id[0] += 1
+        table.add(t, self.id, hook)
+
+    def remove(self) -> None:
+        t = self._ref()
+        if t is not None:
+            self._table.remove(t, self.id)
+
+    def __enter__(self) -> _HookHandle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
 
 
 class Size(tuple):
@@ -378,6 +439,18 @@ class Tensor:
         """Compute the gradient of this tensor with respect to graph leaves and add it to their
         `.grad`. `gradient` is needed unless the tensor has one element."""
         engine_hooks.backward(self, gradient, retain_graph, create_graph, inputs)
+
+    def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
+        """Call `hook(self)` each time backward has added into this leaf's `.grad` (PyTorch's
+        name; DistributedDataParallel starts its all-reduces from such hooks). Returns a handle
+        whose `remove()` unregisters it."""
+        if self.grad_fn is not None or not self._requires_grad:
+            raise RuntimeError(
+                "post accumulate grad hooks can only be registered on leaf tensors that require "
+                f"grad (this tensor: shape {tuple(self.shape)}, requires_grad="
+                f"{self._requires_grad}, grad_fn={self.grad_fn})"
+            )
+        return _HookHandle(engine_hooks.post_accumulate_hooks, self, hook)
 
     def register_hook(self, hook: Any) -> None:
         raise NotImplementedError(

@@ -19,9 +19,31 @@ from typing import Any
 import numpy as np
 
 from .. import ops
-from ..tensor import Tensor, _as_tensor, engine_hooks, mode_of, tracing, unpack_out
+from ..tensor import HookTable, Tensor, _as_tensor, engine_hooks, mode_of, tracing, unpack_out
 from .grad_mode import state
 from .node import FREED_MESSAGE, AccumulateGrad, Node
+
+# Hooks that run after a leaf's `.grad` was accumulated (Tensor.register_post_accumulate_grad_hook;
+# DistributedDataParallel starts a bucket's all-reduce from them), and callbacks that run once
+# the outermost backward's sweep is over (queue_callback: DDP waits for its all-reduces there).
+post_accumulate_hooks = HookTable()
+_callbacks: list = []
+_depth = [0]
+
+
+def queue_callback(fn: Any) -> None:
+    """Run `fn()` when the backward that is running now has finished its sweep (PyTorch's
+    `Variable._execution_engine.queue_callback`). Only valid while a backward runs."""
+    if not _depth[0]:
+        raise RuntimeError("queue_callback: no backward is running (call it from a hook)")
+    _callbacks.append(fn)
+
+
+def _after_accumulate(t: Tensor) -> None:
+    hooks = post_accumulate_hooks.get(t)
+    if hooks:
+        for hook in list(hooks.values()):
+            hook(t)
 
 
 def backward(
@@ -36,6 +58,8 @@ def backward(
         for t, g in zip(inputs, got):
             if g is not None:
                 _accumulate_grad(t, g, create_graph)
+                if post_accumulate_hooks:
+                    _after_accumulate(t)
         return
     run_backward([tensor], grads, retain_graph, create_graph)
 
@@ -128,6 +152,29 @@ def run_backward(
 ) -> list:
     """The reverse sweep. Without `inputs` it adds into leaves' `.grad` (backward); with
     `inputs` it returns their gradients instead (autograd.grad)."""
+    _depth[0] += 1
+    try:
+        results = _sweep(roots, grads, retain_graph, create_graph, inputs, allow_unused)
+    except BaseException:
+        _depth[0] -= 1
+        if not _depth[0]:
+            _callbacks.clear()
+        raise
+    _depth[0] -= 1
+    if not _depth[0]:
+        while _callbacks:
+            _callbacks.pop(0)()
+    return results
+
+
+def _sweep(
+    roots: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    retain_graph: bool,
+    create_graph: bool,
+    inputs: Sequence[Tensor] | None,
+    allow_unused: bool,
+) -> list:
     root_nodes = [_root_node(t) for t in roots]
     if tracing.tracer is not None:
         tracing.tracer.backward_calls += 1
@@ -177,6 +224,8 @@ def run_backward(
             if type(node) is AccumulateGrad:
                 if accumulate and g is not None:
                     _accumulate_grad(node.variable, g, create_graph)
+                    if post_accumulate_hooks:
+                        _after_accumulate(node.variable)
             elif g is not None and (needed is None or node in needed):
                 _run_node(node, g, buffers, needed, accumulate)
                 if not retain_graph:
@@ -296,3 +345,4 @@ def _raise_modified(node: Node, saved: Any, now: int, expected: int, is_output: 
 
 
 engine_hooks.backward = backward  # Tensor.backward runs this sweep
+engine_hooks.post_accumulate_hooks = post_accumulate_hooks

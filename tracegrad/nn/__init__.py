@@ -1,6 +1,12 @@
 """`tg.nn`: modules, layers, losses, initialisation and the functional forms, as PyTorch's."""
 
-from . import compiled, functional, init, utils  # compiled: tg.jit(module) (nn/compiled.py)
+from . import (  # compiled: tg.jit(module) (nn/compiled.py)
+    compiled,
+    functional,
+    init,
+    parallel,
+    utils,
+)
 from .layers import (
     GELU,
     AdaptiveAvgPool2d,

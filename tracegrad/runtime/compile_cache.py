@@ -8,9 +8,12 @@
   compiling (Numba cannot cache functions created by `exec` of a string without a file).
 
 Files are written atomically (a temporary file, then `os.replace`), so concurrent writers of
-the same module never leave a partial file. The directory is created private to the user.
-Before a file is used its bytes are hashed: a tampered, truncated or foreign file is rewritten,
-never executed, and what is executed is exactly the bytes that were checked.
+the same module never leave a partial file. Processes that compile the same function at the same
+time (the ranks of a distributed job, pytest-xdist workers) take turns through a lock file
+(`compiling`): the first compiles and writes Numba's cache, the others then load it.
+The directory is created private to the user. Before a file is used its bytes are hashed: a
+tampered, truncated or foreign file is rewritten, never executed, and what is executed is
+exactly the bytes that were checked.
 """
 
 from __future__ import annotations
@@ -100,6 +103,45 @@ def _load_file(directory: Path, key: str, source: str, name: str) -> Any:
     sys.modules[module_name] = module
     exec(compile(data, str(path), "exec"), module.__dict__)
     return getattr(module, name)
+
+
+class compiling:
+    """`with compiling(source):` around the first call of a cached function (when Numba compiles
+    it, or loads it from its cache): an exclusive lock on `tg_<hash>.lock` beside the module, so
+    that one process compiles while the others wait and then load the machine code it wrote.
+    No lock without a disk cache or where `fcntl` is missing (Windows)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.fd: int | None = None
+
+    def __enter__(self) -> compiling:
+        directory = cache_dir()
+        if directory is None:
+            return self
+        try:
+            import fcntl
+
+            fd = os.open(
+                directory / f"tg_{source_hash(self.source)}.lock", os.O_CREAT | os.O_RDWR, 0o600
+            )
+        except (ImportError, OSError):
+            return self
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            os.close(fd)
+            return self
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fd is not None:
+            import fcntl
+
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
 
 
 def clear_memory() -> None:

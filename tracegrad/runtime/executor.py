@@ -89,6 +89,23 @@ def _nbytes(shape: tuple, dtype: np.dtype) -> int:
     return n
 
 
+class _FirstCall:
+    """Stands in for a segment's function in the driver until its first call, which it makes
+    under `compile_cache.compiling` (the lock file) and then puts the function itself in its
+    place."""
+
+    __slots__ = ("fn", "source", "namespace", "n")
+
+    def __init__(self, fn: Any, source: str, namespace: dict, n: int) -> None:
+        self.fn, self.source, self.namespace, self.n = fn, source, namespace, n
+
+    def __call__(self, *args: Any) -> Any:
+        with compile_cache.compiling(self.source):
+            result = self.fn(*args)
+        self.namespace[f"_segment{self.n}"] = self.fn
+        return result
+
+
 class NumbaExecutable:
     """Fused loops compiled with numba.njit; see the module docstring."""
 
@@ -105,6 +122,13 @@ class NumbaExecutable:
         self.functions = {n: compile_cache.load(seg.source) for n, seg in self.program.segments()}
         namespace = dict(self.program.driver_globals, _take=self.pool.take, _donate=self._donate)
         namespace.update({f"_segment{n}": fn for n, fn in self.functions.items()})
+        if compile_cache.disk_enabled():
+            # a function not yet called in this process compiles (or loads from Numba's cache)
+            # at its first call: under the disk cache's lock, so that processes take turns
+            for n, seg in self.program.segments():
+                fn = self.functions[n]
+                if not getattr(fn, "_tracegrad_seen", False):
+                    namespace[f"_segment{n}"] = _FirstCall(fn, seg.source, namespace, n)
         exec(compile(self.program.driver_source, "<tracegrad driver>", "exec"), namespace)
         self.call = namespace["call"]
         self._first_call_done = False

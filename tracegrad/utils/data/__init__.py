@@ -7,6 +7,7 @@
 [[0, 1], [2, 3], [4]]
 """
 
+from . import distributed  # DistributedSampler
 from .dataloader import DataLoader, default_collate, default_convert
 from .dataset import (
     ChainDataset,

@@ -1,0 +1,207 @@
+"""Run by tests/distributed/test_distributed.py under `mpiexec -n 2`: every rank runs the same
+checks and rank 0 prints one JSON line of results (the test asserts on them).
+
+Each training check trains a small model with DistributedDataParallel, every rank on its half of
+the batch, and the same model in one process on the whole batch; the parameters must agree to
+float64 rounding on every rank (gathered and compared across ranks too)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+import tracegrad as tg
+import tracegrad.distributed as dist
+from tracegrad import nn
+from tracegrad.nn import functional as F
+from tracegrad.nn.parallel import DistributedDataParallel as DDP
+from tracegrad.utils.data.distributed import DistributedSampler
+
+dist.init_process_group("mpi")
+rank, size = dist.get_rank(), dist.get_world_size()
+results: dict = {}
+
+
+def mlp(seed: int) -> nn.Module:
+    tg.manual_seed(seed)
+    return nn.Sequential(
+        nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 4)
+    ).double()
+
+
+def cnn(seed: int) -> nn.Module:
+    tg.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 5 * 5, 4),
+    ).double()
+
+
+rng = np.random.default_rng(0)
+DATA = {
+    "mlp": (tg.tensor(rng.standard_normal((4, 8, 6))), tg.tensor(rng.integers(0, 4, (4, 8)))),
+    "cnn": (tg.tensor(rng.standard_normal((4, 8, 2, 5, 5))), tg.tensor(rng.integers(0, 4, (4, 8)))),
+}
+
+
+def optimizer(kind: str, params) -> tg.optim.Optimizer:
+    if kind == "sgd":
+        return tg.optim.SGD(params, lr=0.1, momentum=0.9)
+    return tg.optim.Adam(params, lr=0.01)
+
+
+def flat_params(model: nn.Module) -> np.ndarray:
+    return np.concatenate([p.detach().numpy().ravel() for p in model.parameters()])
+
+
+def halves(step_x: tg.Tensor) -> list:
+    return [slice(r * 8 // size, (r + 1) * 8 // size) for r in range(size)]
+
+
+def reference(arch: str, opt_kind: str, accumulate: bool = False) -> np.ndarray:
+    """One process: the mean of the ranks' losses, each on its share (BatchNorm's batch
+    statistics are per share, as under DDP)."""
+    model = (mlp if arch == "mlp" else cnn)(100)
+    opt = optimizer(opt_kind, model.parameters())
+    X, Y = DATA[arch]
+    for step in range(len(X)):
+        opt.zero_grad()
+        for share in halves(X[step]):
+            x, y = X[step][share], Y[step][share]
+            if accumulate:  # each share in two micro-batches
+                for part in (slice(0, None, 2), slice(1, None, 2)):
+                    (F.cross_entropy(model(x[part]), y[part]) / (2 * size)).backward()
+            else:
+                (F.cross_entropy(model(x), y) / size).backward()
+        opt.step()
+    return flat_params(model)
+
+
+def distributed(arch: str, opt_kind: str, form: str) -> np.ndarray:
+    model = (mlp if arch == "mlp" else cnn)(100 + rank)  # DDP copies rank 0's parameters
+    inner = tg.jit(model) if form == "ddp_of_jit_model" else model
+    ddp = DDP(inner, bucket_cap_mb=0.001)  # several buckets
+    opt = optimizer(opt_kind, ddp.parameters())
+    X, Y = DATA[arch]
+    mine = slice(rank * 8 // size, (rank + 1) * 8 // size)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(ddp(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    run = tg.jit(step) if form == "jit_step" else step
+    if form == "no_sync":
+        for s in range(len(X)):
+            opt.zero_grad()
+            x, y = X[s][mine], Y[s][mine]
+            with ddp.no_sync():
+                (F.cross_entropy(ddp(x[0::2]), y[0::2]) / 2).backward()
+            (F.cross_entropy(ddp(x[1::2]), y[1::2]) / 2).backward()
+            opt.step()
+    else:
+        for s in range(len(X)):
+            run(X[s][mine], Y[s][mine])
+    if form == "jit_step":
+        results[f"stats_{arch}_{opt_kind}"] = dict(run.stats)
+        # each function compiled once in the whole job: the ranks take turns through the disk
+        # cache's lock file, so the second one loads what the first compiled
+        mine = tg.tensor([run.stats["compiles"], run.stats["disk_hits"]])
+        both = [tg.zeros_like(mine) for _ in range(size)]
+        dist.all_gather(both, mine)
+        results[f"compiles_{arch}_{opt_kind}"] = [b.numpy().tolist() for b in both]
+    return flat_params(model)
+
+
+def compare(name: str, got: np.ndarray, want: np.ndarray) -> None:
+    mine = tg.tensor(got)
+    gathered = [tg.zeros_like(mine) for _ in range(size)]
+    dist.all_gather(gathered, mine)
+    everyone = [g.numpy() for g in gathered]
+    results[name] = {
+        "vs_one_process": float(np.max(np.abs(got - want))),
+        "across_ranks": float(max(np.max(np.abs(e - everyone[0])) for e in everyone)),
+        "moved": float(np.max(np.abs(want - flat_params((mlp if "mlp" in name else cnn)(100))))),
+    }
+
+
+# ---- collectives against numpy
+t = tg.tensor(np.arange(6.0).reshape(2, 3) * (rank + 1))
+dist.all_reduce(t)
+results["all_reduce_sum"] = t.numpy().tolist()
+t = tg.tensor(np.arange(6.0) * (rank + 1))
+dist.all_reduce(t, op=dist.ReduceOp.MAX)
+results["all_reduce_max"] = t.numpy().tolist()
+t = tg.tensor(np.full(3, float(rank)))
+dist.all_reduce(t, op=dist.ReduceOp.AVG)
+results["all_reduce_avg"] = t.numpy().tolist()
+t = tg.tensor(np.full(2, rank + 10, dtype=np.int64))
+dist.broadcast(t, src=1)
+results["broadcast_from_1"] = t.numpy().tolist()
+out = [tg.zeros(2) for _ in range(size)]
+dist.all_gather(out, tg.full((2,), float(rank)))
+results["all_gather"] = [o.numpy().tolist() for o in out]
+f = tg.jit(lambda x: (dist.all_reduce(x), x * 2)[1])
+results["jit_all_reduce"] = f(tg.ones(3)).numpy().tolist() + f(tg.ones(3) * 2).numpy().tolist()
+dist.barrier()
+
+# ---- DistributedSampler
+s = DistributedSampler(list(range(11)), shuffle=True, seed=3)
+s.set_epoch(2)
+results["sampler"] = list(s)
+results["sampler_len"] = len(s)
+
+# ---- training: DDP == one process on the whole batch
+for arch, opt_kind, form in [
+    ("mlp", "sgd", "eager"),
+    ("mlp", "adam", "eager"),
+    ("cnn", "sgd", "eager"),
+    ("mlp", "sgd", "no_sync"),
+    ("mlp", "sgd", "jit_step"),
+    ("mlp", "adam", "jit_step"),
+    ("cnn", "adam", "jit_step"),
+    ("mlp", "adam", "ddp_of_jit_model"),
+]:
+    want = reference(arch, opt_kind, accumulate=form == "no_sync")
+    compare(f"{arch}_{opt_kind}_{form}", distributed(arch, opt_kind, form), want)
+
+
+# ---- an unused parameter is an error naming it (and find_unused_parameters=True allows it)
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 2)
+        self.b = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.a(x)
+
+
+m = DDP(TwoHeads())
+try:
+    m(tg.ones(1, 3)).sum().backward()
+    results["unused_error"] = ""
+except RuntimeError as e:
+    results["unused_error"] = str(e)
+m = DDP(TwoHeads(), find_unused_parameters=True)
+m(tg.ones(1, 3)).sum().backward()
+results["unused_allowed"] = [m.module.a.weight.grad is not None, m.module.b.weight.grad is not None]
+
+# ---- different models on different ranks are refused on every rank
+try:
+    DDP(nn.Linear(3, 2 + rank))
+    results["mismatch_error"] = ""
+except RuntimeError as e:
+    results["mismatch_error"] = str(e)
+
+if rank == 0:
+    print("RESULTS " + json.dumps(results), flush=True)
+dist.destroy_process_group()
+sys.exit(0)
