@@ -4,6 +4,11 @@
     python examples/train_digits.py                  # both modes, 8 epochs each
     python examples/train_digits.py --mode jit --epochs 15
     python examples/train_digits.py --device cuda    # on an NVIDIA GPU (pip install -e '.[cuda]')
+    mpiexec -n 2 python examples/train_digits.py --ddp   # data parallel over 2 processes (MPI)
+
+With --ddp (under mpiexec; pip install -e '.[distributed]') every rank takes its share of each
+batch of --batch-size samples and DistributedDataParallel averages the gradients, so the ranks
+train the single process's model (BatchNorm's batch statistics are per share, as in PyTorch).
 
 Needs the `examples` extra: pip install -e '.[examples]' (scikit-learn, tqdm).
 """
@@ -56,16 +61,22 @@ def make_model(seed: int = 0) -> nn.Module:
 
 
 def batches(
-    x: np.ndarray, y: np.ndarray, size: int, rng: np.random.Generator, device: str = "cpu"
+    x: np.ndarray,
+    y: np.ndarray,
+    size: int,
+    rng: np.random.Generator,
+    device: str = "cpu",
+    share: tuple[int, int] = (0, 1),
 ) -> list:
+    """Shuffled batches of `size`; with `share=(rank, world)` this rank's part of each."""
     order = rng.permutation(len(x))
-    return [
-        (
-            tg.tensor(x[order[i : i + size]], device=device),
-            tg.tensor(y[order[i : i + size]], device=device),
-        )
-        for i in range(0, len(x), size)
-    ]
+    rank, world = share
+    out = []
+    for i in range(0, len(x), size):
+        idx = order[i : i + size]
+        idx = idx[rank * len(idx) // world : (rank + 1) * len(idx) // world]
+        out.append((tg.tensor(x[idx], device=device), tg.tensor(y[idx], device=device)))
+    return out
 
 
 def accuracy(
@@ -86,17 +97,22 @@ def train(
     seed: int,
     device: str = "cpu",
     limit: int | None = None,
+    ddp: bool = False,
 ) -> dict:
     x_train, y_train, x_test, y_test = data(seed)
     if limit is not None:  # a smaller run (tests)
         x_train, y_train = x_train[:limit], y_train[:limit]
         x_test, y_test = x_test[: limit // 4], y_test[: limit // 4]
     model = make_model(seed).to(device)  # before the optimizer: its state follows the params
-    optimizer = tg.optim.Adam(model.parameters(), lr=lr)
+    share, trained = (0, 1), model
+    if ddp:  # every rank holds the model; gradients are averaged across ranks in backward
+        share = (tg.distributed.get_rank(), tg.distributed.get_world_size())
+        trained = nn.parallel.DistributedDataParallel(model)
+    optimizer = tg.optim.Adam(trained.parameters(), lr=lr)
 
     def step(x: tg.Tensor, y: tg.Tensor) -> tg.Tensor:
         optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), y)
+        loss = F.cross_entropy(trained(x), y)
         loss.backward()
         optimizer.step()
         return loss
@@ -114,11 +130,12 @@ def train(
     epoch_times = []
     for epoch in range(1, epochs + 1):
         bar = tqdm(
-            batches(x_train, y_train, batch_size, rng, device),
+            batches(x_train, y_train, batch_size, rng, device, share),
             desc=f"{mode:>5} epoch {epoch:2d}",
             unit="batch",
             leave=True,
             ncols=88,
+            disable=share[0] != 0,  # one progress bar per job
         )
         start = time.perf_counter()
         total = 0.0
@@ -130,6 +147,8 @@ def train(
         "mode": mode,
         "accuracy": accuracy(model, predict, x_test, y_test, device),
         "epoch_times": epoch_times,
+        # samples this rank processed per second, after the first (compiling) epoch
+        "samples_per_s": len(x_train) / share[1] / float(np.median(epoch_times[1:] or epoch_times)),
     }
     if mode == "jit":
         result["stats"] = dict(step.stats)
@@ -144,33 +163,45 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--ddp", action="store_true", help="data parallel over the ranks of mpiexec -n N"
+    )
     args = parser.parse_args()
     modes = ["eager", "jit"] if args.mode == "both" else [args.mode]
-    print(
+    rank, world = 0, 1
+    if args.ddp:
+        tg.distributed.init_process_group("mpi")
+        rank, world = tg.distributed.get_rank(), tg.distributed.get_world_size()
+    say = print if rank == 0 else (lambda *a, **k: None)
+    say(
         f"tracegrad: a small CNN on scikit-learn's 8x8 digits ({', '.join(modes)}; "
-        f"{args.epochs} epochs, batch {args.batch_size}, Adam lr {args.lr}, on {args.device})"
+        f"{args.epochs} epochs, batch {args.batch_size}, Adam lr {args.lr}, on {args.device}"
+        + (f"; data parallel over {world} ranks)" if args.ddp else ")")
     )
     results = {
-        m: train(m, args.epochs, args.batch_size, args.lr, args.seed, args.device) for m in modes
+        m: train(m, args.epochs, args.batch_size, args.lr, args.seed, args.device, ddp=args.ddp)
+        for m in modes
     }
     for r in results.values():
         times = r["epoch_times"]
         steady = np.median(times[1:]) if len(times) > 1 else times[0]
-        print(
+        say(
             f"{r['mode']:>5}: test accuracy {r['accuracy']:.2%}; first epoch {times[0]:.2f} s, "
             f"then {steady:.3f} s per epoch (median)"
         )
+        if args.ddp:  # each rank's throughput, printed by each rank
+            print(f"{r['mode']:>5} rank {rank}: {r['samples_per_s']:.0f} samples/s", flush=True)
         r["steady"] = steady
     if "jit" in results:
         stats = results["jit"]["stats"]
-        print(
+        say(
             f"  jit: {stats['traces']} traces, {stats['compiles']} kernels compiled, "
             f"{stats['disk_hits']} loaded from the disk cache, {stats['eager_calls']} eager "
             "call (the first: Adam creates its state)"
         )
     if len(results) == 2:
         speedup = results["eager"]["steady"] / results["jit"]["steady"]
-        print(f"jit vs eager: {speedup:.2f}x faster per epoch after the first (compile) epoch")
+        say(f"jit vs eager: {speedup:.2f}x faster per epoch after the first (compile) epoch")
 
 
 if __name__ == "__main__":

@@ -106,6 +106,66 @@ all_gather_op = defop(
 )
 
 
+# ---- an all-reduce in two steps, so that a compiled program overlaps it with later work:
+# `all_reduce_start(x, *after)` copies x into a buffer of its own and starts the (sum)
+# all-reduce on the communication thread; `all_reduce_wait(started, after)` waits for it and
+# finishes (AVG divides). The `after` inputs only order the steps: DistributedDataParallel
+# passes the previous bucket's started buffer to each start (so every rank's program starts
+# the buckets in bucket order, whatever order the partitioner gives the kernels that make the
+# gradients: the ranks' collectives must match) and the last bucket's to each wait.
+
+_pending: dict[int, tuple[np.ndarray, Any]] = {}
+
+
+def _address(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
+
+
+def _start_forward(x: Any, *after: Any) -> np.ndarray:
+    comm, mpi = group.ddp_comm, group.mpi
+    if comm is None:
+        _comm()  # the usual error
+    buf = np.array(x, copy=True, order="C")
+    if group.threaded:
+        future = submit(comm.Allreduce, mpi.IN_PLACE, buf, mpi.SUM)
+    else:
+        comm.Allreduce(mpi.IN_PLACE, buf, mpi.SUM)
+        future = None
+    _pending[_address(buf)] = (buf, future)
+    return buf
+
+
+def _wait_forward(started: Any, after: Any, *, op: str) -> np.ndarray:
+    entry = _pending.pop(_address(started), None)
+    if entry is None:
+        raise RuntimeError(
+            "all_reduce_wait: no all-reduce was started on this buffer (internal error: the "
+            "start and the wait of an all-reduce must see the same array)"
+        )
+    buf, future = entry
+    if future is not None:
+        future.result()
+    if op == "avg":
+        np.divide(buf, group.ddp_comm.size, out=buf)
+    return buf
+
+
+all_reduce_start_op = defop(
+    "all_reduce_start",
+    forward=_start_forward,
+    abstract=lambda x, *after: Aval(tuple(x.shape), x.dtype),
+    kind="collective",
+    new_array=True,
+)
+
+all_reduce_wait_op = defop(
+    "all_reduce_wait",
+    forward=_wait_forward,
+    abstract=lambda started, after, *, op: Aval(tuple(started.shape), started.dtype),
+    kind="collective",
+)
+
+
 class Work:
     """What a collective returns with `async_op=True`: here the collective has finished by then
     (PyTorch's `Work` API: `wait()`, `is_completed()`)."""

@@ -16,6 +16,9 @@ class _Group:
     comm: Any = None  # an MPI communicator: user collectives
     ddp_comm: Any = None  # a second one for DistributedDataParallel's communication thread
     mpi: Any = None  # the mpi4py.MPI module
+    # whether MPI allows calls from several threads at once (MPI_THREAD_MULTIPLE): only then do
+    # DDP's all-reduces run on the communication thread; else on the calling thread, blocking
+    threaded: bool = False
 
 
 group = _Group()
@@ -96,6 +99,7 @@ def init_process_group(
     group.mpi = mpi
     group.comm = world.Dup()
     group.ddp_comm = world.Dup()
+    group.threaded = mpi.Query_thread() == mpi.THREAD_MULTIPLE
     if world.size > 1:
         _abort_on_uncaught_exceptions()
 

@@ -24,8 +24,10 @@ the gradients are averaged across ranks during the backward, as PyTorch's DDP do
 * **Buffers** (BatchNorm's running statistics) are broadcast from rank 0 before each forward
   (`broadcast_buffers=True`, PyTorch's default).
 * **Under `tg.jit`**: a jitted training step traces the backward too; the hooks then record
-  each bucket's all-reduce as a `all_reduce` op of the program (a Python step placed right after
-  the kernel that makes the bucket's last gradient), and the averages as state writes of the
+  each bucket's all-reduce as an `all_reduce_start` op (a Python step placed right after the
+  kernel that makes the bucket's last gradient: it starts the all-reduce on the communication
+  thread and the program goes on) and, at the end of the backward, an `all_reduce_wait` per
+  bucket (ordered after the last bucket's start); the averages are state writes of the
   `.grad`s. `DistributedDataParallel(tg.jit(model))` works as well: the compiled backward's node
   accumulates into the parameters and the hooks run eagerly.
 """
@@ -60,13 +62,21 @@ class _Bucket:
         self.future = None
 
 
+class _Done:
+    """The future of an all-reduce that ran on the calling thread."""
+
+    def result(self) -> None:
+        return None
+
+
 class _Progress:
     """Where one backward is: started, which gradients are ready per bucket, the next bucket to
     start, and whether the backward is being traced (tg.jit)."""
 
-    __slots__ = ("active", "ready", "next", "traced")
+    __slots__ = ("active", "ready", "next", "traced", "started")
 
     def __init__(self) -> None:
+        self.started: Any = None  # the last traced all_reduce_start's result
         self.active = False
         self.ready: list = []
         self.next = 0
@@ -237,6 +247,7 @@ class DistributedDataParallel(Module):
             run.active = True
             run.ready = [set() for _ in self._buckets]
             run.next = 0
+            run.started = None
             run.traced = _tensor.tracing.tracer is not None
             engine.queue_callback(self._finish)
         run.ready[self._where[id(p)]].add(id(p))
@@ -263,15 +274,20 @@ class DistributedDataParallel(Module):
             g = p.grad
             if g is None:
                 flat[off : off + n] = 0
-            else:
-                flat[off : off + n] = np.asarray(g._data).reshape(-1)
+            else:  # a CUDA gradient goes through the host
+                data = g._data if type(g._data) is np.ndarray else g.cpu()._data
+                flat[off : off + n] = data.reshape(-1)
         comm, mpi = self._group.ddp_comm, self._group.mpi
-        bucket.future = submit(comm.Allreduce, mpi.IN_PLACE, flat, mpi.SUM)
+        if self._group.threaded:
+            bucket.future = submit(comm.Allreduce, mpi.IN_PLACE, flat, mpi.SUM)
+        else:
+            comm.Allreduce(mpi.IN_PLACE, flat, mpi.SUM)
+            bucket.future = _Done()
 
     def _traced_all_reduce(self, bucket: _Bucket) -> Any:
         from ... import functions as F
         from ...autograd.grad_mode import no_grad
-        from ...distributed.collectives import all_reduce_op
+        from ...distributed.collectives import all_reduce_start_op
 
         with no_grad():
             parts = []
@@ -283,7 +299,15 @@ class DistributedDataParallel(Module):
                     else _tensor.Tensor._wrap(np.zeros(p.numel(), dtype=bucket.dtype))
                 )
             flat = F.cat(parts) if len(parts) > 1 else parts[0]
-            return all_reduce_op(flat, op="avg" if bucket.dtype.kind == "f" else "sum")
+            # after the previous bucket's start: the same order on every rank
+            before = self._run.started
+            started = (
+                all_reduce_start_op(flat, before)
+                if before is not None
+                else (all_reduce_start_op(flat))
+            )
+            self._run.started = started
+            return started
 
     def _finish(self) -> None:
         run = self._run
@@ -307,9 +331,10 @@ class DistributedDataParallel(Module):
             )
         self._launch_ready(force=True)
         size = self._group.comm.size
+        last, run.started = run.started, None
         for bucket in self._buckets:
             if run.traced:
-                self._write_traced(bucket)
+                self._write_traced(bucket, last)
                 continue
             bucket.future.result()
             bucket.future = None
@@ -319,17 +344,26 @@ class DistributedDataParallel(Module):
             for p, off in zip(bucket.params, bucket.offsets):
                 n = p.numel()
                 avg = flat[off : off + n].reshape(p.shape)
-                if p.grad is None:
-                    p.grad = _tensor.Tensor._wrap(avg.copy())
-                else:
-                    p.grad._data[...] = avg
-                    p.grad._version[0] += 1
+                g = p.grad
+                if g is None:
+                    p.grad = _tensor.Tensor._wrap(avg.copy()).to(p.device)
+                elif type(g._data) is np.ndarray and g._data.flags.writeable:
+                    g._data[...] = avg
+                    g._version[0] += 1
+                else:  # on a GPU (or read-only): an in-place copy
+                    from ...autograd.grad_mode import no_grad
 
-    def _write_traced(self, bucket: _Bucket) -> None:
+                    with no_grad():
+                        g.copy_(_tensor.Tensor._wrap(avg.copy()).to(g.device))
+
+    def _write_traced(self, bucket: _Bucket, last: Any) -> None:
         from ...autograd.grad_mode import no_grad
+        from ...distributed.collectives import all_reduce_wait_op
 
-        flat, bucket.future = bucket.future, None
+        started, bucket.future = bucket.future, None
         with no_grad():
+            op = "avg" if bucket.dtype.kind == "f" else "sum"
+            flat = all_reduce_wait_op(started, last, op=op)
             for p, off in zip(bucket.params, bucket.offsets):
                 n = p.numel()
                 avg = flat[off : off + n].reshape(tuple(p.shape))
