@@ -113,10 +113,25 @@ def distributed(arch: str, opt_kind: str, form: str) -> np.ndarray:
         results[f"stats_{arch}_{opt_kind}"] = dict(run.stats)
         # each function compiled once in the whole job: the ranks take turns through the disk
         # cache's lock file, so the second one loads what the first compiled
-        mine = tg.tensor([run.stats["compiles"], run.stats["disk_hits"]])
-        both = [tg.zeros_like(mine) for _ in range(size)]
-        dist.all_gather(both, mine)
+        counts = tg.tensor([run.stats["compiles"], run.stats["disk_hits"]])
+        both = [tg.zeros_like(counts) for _ in range(size)]
+        dist.all_gather(both, counts)
         results[f"compiles_{arch}_{opt_kind}"] = [b.numpy().tolist() for b in both]
+        # where the program runs the all-reduces: each start right after its bucket's
+        # gradients, so backward matmuls still follow the first one; every wait after the
+        # last start
+        entry = run._entry_for((X[0][mine], Y[0][mine]), {})
+        names = [getattr(getattr(st, "eqn", None), "op", None) for st in entry.executable.steps]
+        names = [op.name if op is not None else "segment" for op in names]
+        starts = [i for i, n in enumerate(names) if n == "all_reduce_start"]
+        waits = [i for i, n in enumerate(names) if n == "all_reduce_wait"]
+        results[f"program_{arch}_{opt_kind}"] = {
+            "buckets": len(ddp._buckets),
+            "starts": len(starts),
+            "waits": len(waits),
+            "matmuls_after_first_start": names[starts[0] :].count("matmul") if starts else 0,
+            "waits_after_starts": bool(starts and waits and max(starts) < min(waits)),
+        }
     return flat_params(model)
 
 

@@ -98,6 +98,16 @@ def test_a_jitted_ddp_step_compiles_once(results):
         assert c0 + c1 <= c0 + d0, results["compiles_" + key]
 
 
+def test_a_jitted_step_starts_each_all_reduce_before_the_rest_of_the_backward(results):
+    for key in ("mlp_sgd", "mlp_adam", "cnn_adam"):
+        prog = results["program_" + key]
+        assert prog["buckets"] >= 2 and prog["starts"] == prog["waits"] == prog["buckets"], prog
+        assert prog["waits_after_starts"], prog
+    # the MLP's first bucket (its last layer) starts while the earlier layers' gradient
+    # matmuls have still to run: communication overlaps computation
+    assert results["program_mlp_sgd"]["matmuls_after_first_start"] >= 2
+
+
 def test_unused_parameters_and_different_models_are_clear_errors(results):
     assert "b.weight" in results["unused_error"]
     assert "find_unused_parameters=True" in results["unused_error"]

@@ -38,7 +38,11 @@ The rules, applied in tape order (each is a comment beside the code that applies
    value's replacement -- a conv's input gradient, which reads the weight, placed after the
    weight's SGD update by rule 7 -- moves before that loop when it does not depend on it, with
    what it needs from in between: the update can then be written into the old array
-   (executor._donations).
+   (executor._donations);
+10. a collective op (`OpDef.kind == "collective"`: DistributedDataParallel's all-reduce start)
+   and the library calls that make its input keep their place: kernels that rule 7 would put
+   at the same point later go after them, so that the all-reduce of a bucket starts right
+   after its last gradient and overlaps the rest of the backward.
 """
 
 from __future__ import annotations
@@ -174,7 +178,11 @@ def partition(tape: Tape) -> list[Any]:
         # rule 7: right after the kernel that makes the last of `ins`
         return max((place(x)[0] for x in ins), default=-1) + 1
 
+    pinned: set[int] = set()  # rule 10: kernels that later insertions do not go before
+
     def insert(kernel: Any, at: int) -> int:
+        while at < len(kernels) and id(kernels[at]) in pinned:
+            at += 1
         kernels.insert(at, kernel)
         for i in range(at, len(kernels)):
             pos[id(kernels[i])] = i
@@ -237,6 +245,19 @@ def partition(tape: Tape) -> list[Any]:
         # (rule 7: as early as those allow)
         target = insert(CallKernel(e) if is_call(e) else PythonStep(e), earliest(ins))
         put(e.out, target, Role.CALL)
+        if e.op.kind == "collective":
+            # rule 10: a collective (DDP's all-reduce start) and the library calls making its
+            # input (the bucket's cat, reshapes) stay where rule 7 put them: kernels placed
+            # later at the same point (the rest of the backward) go after them, so the
+            # communication starts as soon as the bucket's gradients exist
+            todo = [kernels[target]]
+            while todo:
+                k = todo.pop()
+                pinned.add(id(k))
+                for x in k.eqns[0].inputs if k.kind is not KernelKind.LOOP else ():
+                    made = made_at.get(id(x)) if isinstance(x, Var) else None
+                    if made is not None and made[0].kind is KernelKind.CALL:
+                        todo.append(made[0])
 
     _recompute_cheap_values(tape, kernels)
     _read_before_overwrite(tape, kernels)
