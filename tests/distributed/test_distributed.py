@@ -74,6 +74,7 @@ def test_collectives_equal_numpy(results):
         "mlp_adam_eager",
         "cnn_sgd_eager",
         "mlp_sgd_no_sync",
+        "mlp_sgd_jit_no_sync",
         "mlp_sgd_jit_step",
         "mlp_adam_jit_step",
         "cnn_adam_jit_step",
@@ -96,6 +97,12 @@ def test_a_jitted_ddp_step_compiles_once(results):
         (c0, d0), (c1, d1) = results["compiles_" + key]
         assert c0 + d0 == c1 + d1 > 0
         assert c0 + c1 <= c0 + d0, results["compiles_" + key]
+
+
+def test_no_sync_is_guarded_in_a_jitted_function(results):
+    # traced once inside no_sync (no all-reduce) and once outside (with them); then reused
+    stats = results["stats_jit_no_sync"]
+    assert stats["traces"] == 2 and stats["memory_hits"] + stats["disk_hits"] >= 6, stats
 
 
 def test_a_jitted_step_starts_each_all_reduce_before_the_rest_of_the_backward(results):
