@@ -10,9 +10,10 @@
     ...                                   # the usual loop: gradients arrive averaged
 
 The collectives (`all_reduce`, `broadcast`, `all_gather`, `barrier`) work on CPU tensors in place
-as PyTorch's do; a CUDA tensor goes through a host copy. They are ops of the op table
-(`distributed/collectives.py`), so a function compiled with `tg.jit` runs them as steps of its
-program. docs/distributed.md has the launch, the cost model and what differs from PyTorch.
+as PyTorch's do; a CUDA tensor goes through a host copy. They are ops (OpDefs kept outside
+the op table, `distributed/collectives.py`), so a function compiled with `tg.jit` runs them as
+steps of its program. docs/distributed.md has the launch, the cost model and what differs
+from PyTorch.
 """
 
 from __future__ import annotations

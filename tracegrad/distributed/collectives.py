@@ -1,7 +1,8 @@
 """Collectives as ops: `all_reduce`, `broadcast`, `all_gather` over the default group's MPI
 communicator, and `barrier`.
 
-Each collective is an op of the table (no lowering), so eagerly it runs its numpy forward and
+Each collective is an op (an `OpDef` with no lowering, kept out of the op table: see
+`_collective`), so eagerly it runs its numpy forward and
 inside `tg.jit` it is a Python step of the compiled program, placed right after the kernel that
 makes its input (fuse/partition.py). PyTorch's functions change their tensor in place and return
 None (or a finished `Work` with `async_op=True`); here the op computes the result and the
@@ -15,8 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from ..ops.core import Aval, defop, shape_error
+from ..ops.core import Aval, OpDef, shape_error
 from .process_group import _require, group
+
+
+def _collective(name: str, **fields: Any) -> OpDef:
+    """A collective's OpDef. Not in the op table (`OPS`): the table's tests run every op in one
+    process, and a collective needs the ranks of a job (tests/distributed runs them under
+    mpiexec). Tracing, the tape passes and the compiled programs take an OpDef from the
+    equation, so a collective is traced and compiled like any op without a lowering."""
+    return OpDef(name=name, grad_name="", **fields)
 
 
 class ReduceOp:
@@ -58,7 +67,7 @@ def _all_reduce_abstract(x: Any, *, op: str) -> Aval:
     return Aval(tuple(x.shape), x.dtype)
 
 
-all_reduce_op = defop(
+all_reduce_op = _collective(
     "all_reduce",
     forward=_all_reduce_forward,
     abstract=_all_reduce_abstract,
@@ -80,7 +89,7 @@ def _broadcast_abstract(x: Any, *, src: int) -> Aval:
     return Aval(tuple(x.shape), x.dtype)
 
 
-broadcast_op = defop(
+broadcast_op = _collective(
     "broadcast",
     forward=_broadcast_forward,
     abstract=_broadcast_abstract,
@@ -97,7 +106,7 @@ def _all_gather_forward(x: Any) -> np.ndarray:
     return out
 
 
-all_gather_op = defop(
+all_gather_op = _collective(
     "all_gather",
     forward=_all_gather_forward,
     abstract=lambda x: Aval((_comm().size,) + tuple(x.shape), x.dtype),
@@ -150,7 +159,7 @@ def _wait_forward(started: Any, after: Any, *, op: str) -> np.ndarray:
     return buf
 
 
-all_reduce_start_op = defop(
+all_reduce_start_op = _collective(
     "all_reduce_start",
     forward=_start_forward,
     abstract=lambda x, *after: Aval(tuple(x.shape), x.dtype),
@@ -158,7 +167,7 @@ all_reduce_start_op = defop(
     new_array=True,
 )
 
-all_reduce_wait_op = defop(
+all_reduce_wait_op = _collective(
     "all_reduce_wait",
     forward=_wait_forward,
     abstract=lambda started, after, *, op: Aval(tuple(started.shape), started.dtype),
