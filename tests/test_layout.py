@@ -38,6 +38,7 @@ LAYERS = {
     "nn": 12,
     "optim": 12,
     "utils": 12,
+    "distributed": 12,
     "models": 13,
     "io": 12,
     "torch_format": 12,

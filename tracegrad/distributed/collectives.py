@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..ops.core import Aval, OpDef, shape_error
-from .process_group import _require, group
+from .process_group import _require, group, submit
 
 
 def _collective(name: str, **fields: Any) -> OpDef:
@@ -254,24 +254,3 @@ def _op_name(op: Any) -> str:
             f"all_reduce: op {op!r} is not supported; use ReduceOp.SUM, AVG, PRODUCT, MIN or MAX"
         )
     return name
-
-
-# ------------------------------------------------------------------------------------------
-# the communication thread (DistributedDataParallel's all-reduces overlap the backward there)
-
-_worker: list = []
-
-
-def submit(fn: Any, *args: Any) -> Any:
-    """Run `fn(*args)` on the one communication thread (in submission order); a Future. mpi4py
-    releases the GIL inside MPI calls, so the main thread's backward runs meanwhile."""
-    if not _worker:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _worker.append(ThreadPoolExecutor(1, thread_name_prefix="tracegrad-comm"))
-    return _worker[0].submit(fn, *args)
-
-
-def _shutdown_worker() -> None:
-    if _worker:
-        _worker.pop().shutdown(wait=True)

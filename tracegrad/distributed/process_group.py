@@ -150,8 +150,6 @@ def get_world_size(group_: Any = None) -> int:
 
 def destroy_process_group(group_: Any = None) -> None:
     """Leave the group (MPI itself is finalized at exit by mpi4py)."""
-    from .collectives import _shutdown_worker
-
     _shutdown_worker()
     if group.comm is not None:
         for comm in (group.comm, group.ddp_comm):
@@ -164,3 +162,24 @@ def abort(code: int = 1) -> None:
     waiting in a collective."""
     mpi = group.mpi or _import_mpi()
     mpi.COMM_WORLD.Abort(code)
+
+
+# ------------------------------------------------------------------------------------------
+# the communication thread (DistributedDataParallel's all-reduces overlap the backward there)
+
+_worker: list = []
+
+
+def submit(fn: Any, *args: Any) -> Any:
+    """Run `fn(*args)` on the one communication thread (in submission order); a Future. mpi4py
+    releases the GIL inside MPI calls, so the main thread's backward runs meanwhile."""
+    if not _worker:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _worker.append(ThreadPoolExecutor(1, thread_name_prefix="tracegrad-comm"))
+    return _worker[0].submit(fn, *args)
+
+
+def _shutdown_worker() -> None:
+    if _worker:
+        _worker.pop().shutdown(wait=True)

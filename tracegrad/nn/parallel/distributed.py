@@ -266,7 +266,7 @@ class DistributedDataParallel(Module):
         if self._run.traced:
             bucket.future = self._traced_all_reduce(bucket)
             return
-        from ...distributed.collectives import submit
+        from ...distributed.process_group import submit
 
         flat = bucket.flat
         for p, off in zip(bucket.params, bucket.offsets):
