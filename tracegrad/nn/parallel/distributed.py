@@ -366,11 +366,10 @@ class DistributedDataParallel(Module):
             flat = all_reduce_wait_op(started, last, op=op)
             for p, off in zip(bucket.params, bucket.offsets):
                 n = p.numel()
-                avg = flat[off : off + n].reshape(tuple(p.shape))
-                if p.grad is None:
-                    p.grad = avg.clone()
-                else:
-                    p.grad.copy_(avg)
+                # the averaged gradient becomes the traced value of `.grad` (a state write: the
+                # call stores it into the `.grad` it finds), read from the flat buffer as a view
+                # -- no in-place copy (a setitem step per parameter)
+                p.grad = flat[off : off + n].reshape(tuple(p.shape))
 
     def extra_repr(self) -> str:
         return f"buckets={len(self._buckets)}, bucket_cap_mb={self.bucket_cap_mb:g}"
