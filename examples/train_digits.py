@@ -118,12 +118,13 @@ def train(
         return loss
 
     predict = model
-    if mode == "jit":
+    if mode == "jit" and share[0] == 0:
         print(
             "  (jit: the first call runs eagerly, the second traces and compiles the step: "
             "tens of seconds the first time (20-60 s here), well under 1 s from the disk cache "
             "after that)"
         )
+    if mode == "jit":
         step = tg.jit(step, device=device)
         predict = tg.jit(model, device=device)  # under no_grad in eval mode: inference graph
     rng = np.random.default_rng(seed)

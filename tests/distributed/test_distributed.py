@@ -26,7 +26,9 @@ def _mpiexec() -> str | None:
     return str(beside) if beside.exists() else shutil.which("mpiexec")
 
 
-def _launch(script: str, n: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
+def _launch(
+    script: str, n: int = 2, timeout: int = 300, extra: list | None = None
+) -> subprocess.CompletedProcess:
     pytest.importorskip("mpi4py", reason="needs mpi4py: pip install 'tracegrad[distributed]'")
     mpiexec = _mpiexec()
     if mpiexec is None:
@@ -40,7 +42,7 @@ def _launch(script: str, n: int = 2, timeout: int = 300) -> subprocess.Completed
         PYTHONPATH=os.pathsep.join([str(HERE.parent.parent), os.environ.get("PYTHONPATH", "")]),
     )
     return subprocess.run(
-        [mpiexec, "-n", str(n), sys.executable, script],
+        [mpiexec, "-n", str(n), sys.executable, script, *(extra or [])],
         env=env,
         capture_output=True,
         text=True,
@@ -195,3 +197,14 @@ def test_post_accumulate_grad_hooks_and_queued_callbacks():
         (w * 2).register_post_accumulate_grad_hook(hook)
     with pytest.raises(RuntimeError, match="no backward is running"):
         engine.queue_callback(print)
+
+
+def test_the_main_job_runs_data_parallel():
+    # eager (the jitted DDP step is tested above): both ranks train, rank 0 reports
+    script = HERE.parent.parent / "examples" / "train_digits.py"
+    out = _launch(f"{script}", timeout=240, extra=["--ddp", "--mode", "eager", "--epochs", "2"])
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "data parallel over 2 ranks" in out.stdout
+    assert "eager rank 0:" in out.stdout and "eager rank 1:" in out.stdout
+    accuracy = float(out.stdout.split("test accuracy ")[1].split("%")[0])
+    assert accuracy > 90.0
