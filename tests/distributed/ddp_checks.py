@@ -56,7 +56,7 @@ def optimizer(kind: str, params) -> tg.optim.Optimizer:
 
 
 def flat_params(model: nn.Module) -> np.ndarray:
-    return np.concatenate([p.detach().numpy().ravel() for p in model.parameters()])
+    return np.concatenate([p.detach().cpu().numpy().ravel() for p in model.parameters()])
 
 
 def halves(step_x: tg.Tensor) -> list:
@@ -84,6 +84,8 @@ def reference(arch: str, opt_kind: str, accumulate: bool = False) -> np.ndarray:
 
 def distributed(arch: str, opt_kind: str, form: str) -> np.ndarray:
     model = (mlp if arch == "mlp" else cnn)(100 + rank)  # DDP copies rank 0's parameters
+    device = "cuda" if form == "cuda" else "cpu"
+    model = model.to(device)
     inner = tg.jit(model) if form == "ddp_of_jit_model" else model
     ddp = DDP(inner, bucket_cap_mb=0.001)  # several buckets
     opt = optimizer(opt_kind, ddp.parameters())
@@ -117,7 +119,7 @@ def distributed(arch: str, opt_kind: str, form: str) -> np.ndarray:
             results["stats_jit_no_sync"] = dict(accumulate.stats)
     else:
         for s in range(len(X)):
-            run(X[s][mine], Y[s][mine])
+            run(X[s][mine].to(device), Y[s][mine].to(device))
     if form == "jit_step":
         results[f"stats_{arch}_{opt_kind}"] = dict(run.stats)
         # each function compiled once in the whole job: the ranks take turns through the disk
@@ -193,7 +195,7 @@ for arch, opt_kind, form in [
     ("mlp", "adam", "jit_step"),
     ("cnn", "adam", "jit_step"),
     ("mlp", "adam", "ddp_of_jit_model"),
-]:
+] + ([("mlp", "sgd", "cuda")] if tg.cuda.is_available() else []):
     want = reference(arch, opt_kind, accumulate=form in ("no_sync", "jit_no_sync"))
     compare(f"{arch}_{opt_kind}_{form}", distributed(arch, opt_kind, form), want)
 

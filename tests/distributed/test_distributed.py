@@ -90,6 +90,15 @@ def test_two_ranks_train_as_one_process_on_the_whole_batch(results, case):
     assert r["across_ranks"] == 0.0  # the ranks hold identical parameters
 
 
+def test_cuda_tensors_take_part_through_the_host(results):
+    # on the GPU (Numba's simulator in CI): parameters, buffers and gradients go through host
+    # copies for MPI, with the same result
+    if "mlp_sgd_cuda" not in results:
+        pytest.skip("no CUDA GPU or simulator in the ranks")
+    r = results["mlp_sgd_cuda"]
+    assert r["moved"] > 1e-3 and r["vs_one_process"] <= 1e-10 and r["across_ranks"] == 0.0
+
+
 def test_a_jitted_ddp_step_compiles_once(results):
     for key in ("mlp_sgd", "mlp_adam", "cnn_adam"):
         stats = results["stats_" + key]

@@ -62,6 +62,23 @@ class _Bucket:
         self.future = None
 
 
+def _host(t: Any) -> np.ndarray:
+    """A tensor's values as a numpy array (a copy from the GPU for a CUDA tensor)."""
+    return t._data if type(t._data) is np.ndarray else t.cpu()._data
+
+
+def _store(t: Any, values: np.ndarray) -> None:
+    """Write `values` into `t` in place, outside autograd (a parameter, buffer or `.grad`)."""
+    if type(t._data) is np.ndarray and t._data.flags.writeable:
+        t._data[...] = values
+        t._version[0] += 1
+        return
+    from ...autograd.grad_mode import no_grad
+
+    with no_grad():  # on a GPU, or read-only memory: an ordinary in-place copy
+        t.copy_(_tensor.Tensor._wrap(np.array(values)).to(t.device))
+
+
 class _Done:
     """The future of an all-reduce that ran on the calling thread."""
 
@@ -114,6 +131,14 @@ class DistributedDataParallel(Module):
             )
         if dim != 0:
             raise ValueError("DistributedDataParallel: only dim=0 (the batch dimension)")
+        if process_group is not None:
+            raise NotImplementedError(
+                "DistributedDataParallel: only the default process group (process_group=None); "
+                "tracegrad has no dist.new_group yet"
+            )
+        # device_ids/output_device (the module's device is used), check_reduction,
+        # gradient_as_bucket_view and static_graph (PyTorch's memory and speed hints) are
+        # accepted and change nothing here
         _require("DistributedDataParallel")
         self.module = module
         self.broadcast_buffers = broadcast_buffers
@@ -190,13 +215,13 @@ class DistributedDataParallel(Module):
         for t in tensors:
             by_dtype.setdefault(np.dtype(t.dtype), []).append(t)
         for dtype, ts in by_dtype.items():
-            flat = np.concatenate([np.asarray(t._data, dtype=dtype).reshape(-1) for t in ts])
+            # (a CUDA tensor goes through the host)
+            flat = np.concatenate([_host(t).reshape(-1) for t in ts]).astype(dtype, copy=False)
             self._group.comm.Bcast(flat, root=0)
             off = 0
             for t in ts:
                 n = t.numel()
-                t._data[...] = flat[off : off + n].reshape(t.shape)
-                t._version[0] += 1
+                _store(t, flat[off : off + n].reshape(t.shape))
                 off += n
 
     @staticmethod
@@ -272,11 +297,7 @@ class DistributedDataParallel(Module):
         for p, off in zip(bucket.params, bucket.offsets):
             n = p.numel()
             g = p.grad
-            if g is None:
-                flat[off : off + n] = 0
-            else:  # a CUDA gradient goes through the host
-                data = g._data if type(g._data) is np.ndarray else g.cpu()._data
-                flat[off : off + n] = data.reshape(-1)
+            flat[off : off + n] = 0 if g is None else _host(g).reshape(-1)
         comm, mpi = self._group.ddp_comm, self._group.mpi
         if self._group.threaded:
             bucket.future = submit(comm.Allreduce, mpi.IN_PLACE, flat, mpi.SUM)
@@ -344,17 +365,10 @@ class DistributedDataParallel(Module):
             for p, off in zip(bucket.params, bucket.offsets):
                 n = p.numel()
                 avg = flat[off : off + n].reshape(p.shape)
-                g = p.grad
-                if g is None:
+                if p.grad is None:
                     p.grad = _tensor.Tensor._wrap(avg.copy()).to(p.device)
-                elif type(g._data) is np.ndarray and g._data.flags.writeable:
-                    g._data[...] = avg
-                    g._version[0] += 1
-                else:  # on a GPU (or read-only): an in-place copy
-                    from ...autograd.grad_mode import no_grad
-
-                    with no_grad():
-                        g.copy_(_tensor.Tensor._wrap(avg.copy()).to(g.device))
+                else:
+                    _store(p.grad, avg)
 
     def _write_traced(self, bucket: _Bucket, last: Any) -> None:
         from ...autograd.grad_mode import no_grad
