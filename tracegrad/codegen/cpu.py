@@ -3,7 +3,8 @@
 One compiled *segment* (a run of loop kernels and library calls) becomes one `@njit` function.
 For the value and gradient of `mean((2x+1)**2)` the whole tape is one segment with one loop::
 
-    @njit(parallel=True, fastmath={'reassoc', 'contract'}, error_model="numpy", cache=True)
+    @njit(parallel=True, fastmath={'reassoc', 'contract'}, error_model="numpy", nogil=True,
+          cache=True)
     def segment(a_, b, j, S, LF, LI):
         # literals, in the dtype they are used in
         LF0 = np.float32(LF[0])

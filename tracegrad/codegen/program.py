@@ -84,10 +84,11 @@ def write_cpu_program(tape: Any, parallel: bool, cache: bool) -> CpuProgram:
     def decorator(uses_prange: bool) -> str:
         # fastmath: only reassociation and contraction (FMA), which let LLVM vectorize
         # reductions (8x for a row sum of exp); no nnan/ninf/arcp: NaN and inf keep their
-        # IEEE meaning
+        # IEEE meaning. nogil: other Python threads run while a segment computes (DDP's
+        # communication thread finishing an all-reduce during the rest of the backward)
         return (
             f"@njit(parallel={parallel and uses_prange}, fastmath={{'reassoc', 'contract'}}, "
-            f'error_model="numpy", cache={cache})'
+            f'error_model="numpy", nogil=True, cache={cache})'
         )
 
     # runs of compiled kernels form one segment; Python steps and matmul sit between.
