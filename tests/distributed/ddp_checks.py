@@ -200,6 +200,50 @@ for arch, opt_kind, form in [
     compare(f"{arch}_{opt_kind}_{form}", distributed(arch, opt_kind, form), want)
 
 
+# ---- a backward that raises half-way (after some buckets started) leaves nothing stale: the
+# next steps average as usual
+class Boom(tg.autograd.Function):
+    armed = True
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 1.0
+
+    @staticmethod
+    def backward(ctx, g):
+        if Boom.armed:
+            raise ValueError("boom")
+        return g
+
+
+class WithBoom(nn.Module):
+    def __init__(self, seed):
+        super().__init__()
+        self.net = mlp(seed)
+
+    def forward(self, x):
+        a, b, c, d, e = self.net
+        return e(d(c(Boom.apply(b(a(x))))))
+
+
+boomed = WithBoom(100 + rank)
+ddp = DDP(boomed, bucket_cap_mb=0.0001)
+opt = tg.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
+X, Y = DATA["mlp"]
+mine = slice(rank * 8 // size, (rank + 1) * 8 // size)
+try:
+    F.cross_entropy(ddp(X[0][mine]), Y[0][mine]).backward()
+    results["boom_raised"] = False
+except ValueError:
+    results["boom_raised"] = True
+Boom.armed = False
+for s_ in range(len(X)):
+    opt.zero_grad()
+    F.cross_entropy(ddp(X[s_][mine]), Y[s_][mine]).backward()
+    opt.step()
+compare("mlp_sgd_after_a_failed_backward", flat_params(boomed.net), reference("mlp", "sgd"))
+
+
 # ---- an unused parameter is an error naming it (and find_unused_parameters=True allows it)
 class TwoHeads(nn.Module):
     def __init__(self):

@@ -81,6 +81,7 @@ def test_collectives_equal_numpy(results):
         "mlp_adam_jit_step",
         "cnn_adam_jit_step",
         "mlp_adam_ddp_of_jit_model",
+        "mlp_sgd_after_a_failed_backward",
     ],
 )
 def test_two_ranks_train_as_one_process_on_the_whole_batch(results, case):
@@ -108,6 +109,10 @@ def test_a_jitted_ddp_step_compiles_once(results):
         (c0, d0), (c1, d1) = results["compiles_" + key]
         assert c0 + d0 == c1 + d1 > 0
         assert c0 + c1 <= c0 + d0, results["compiles_" + key]
+
+
+def test_a_failed_backward_leaves_nothing_stale(results):
+    assert results["boom_raised"]  # then mlp_sgd_after_a_failed_backward trained right
 
 
 def test_no_sync_is_guarded_in_a_jitted_function(results):

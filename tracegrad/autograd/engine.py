@@ -29,6 +29,9 @@ from .node import FREED_MESSAGE, AccumulateGrad, Node
 post_accumulate_hooks = HookTable()
 _callbacks: list = []
 _depth = [0]
+# counts outermost backward runs: a hook that saw an earlier run (one that raised before its
+# callbacks ran) knows its state from then is stale (DistributedDataParallel)
+generation = [0]
 
 
 def queue_callback(fn: Any) -> None:
@@ -152,6 +155,8 @@ def run_backward(
 ) -> list:
     """The reverse sweep. Without `inputs` it adds into leaves' `.grad` (backward); with
     `inputs` it returns their gradients instead (autograd.grad)."""
+    if not _depth[0]:
+        generation[0] += 1
     _depth[0] += 1
     try:
         results = _sweep(roots, grads, retain_graph, create_graph, inputs, allow_unused)

@@ -90,9 +90,10 @@ class _Progress:
     """Where one backward is: started, which gradients are ready per bucket, the next bucket to
     start, and whether the backward is being traced (tg.jit)."""
 
-    __slots__ = ("active", "ready", "next", "traced", "started")
+    __slots__ = ("active", "ready", "next", "traced", "started", "generation")
 
     def __init__(self) -> None:
+        self.generation = 0  # engine.generation when this backward began
         self.started: Any = None  # the last traced all_reduce_start's result
         self.active = False
         self.ready: list = []
@@ -268,8 +269,16 @@ class DistributedDataParallel(Module):
         if not self._sync:
             return
         run = self._run
+        if run.active and run.generation != engine.generation[0]:
+            # an earlier backward raised before it finished: drop what it had started
+            for bucket in self._buckets:
+                if bucket.future is not None and not run.traced:
+                    bucket.future.result()
+                bucket.future = None
+            run.active = False
         if not run.active:
             run.active = True
+            run.generation = engine.generation[0]
             run.ready = [set() for _ in self._buckets]
             run.next = 0
             run.started = None
