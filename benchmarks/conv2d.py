@@ -1,23 +1,23 @@
-"""conv2d lowering: im2col + one BLAS GEMM (tracegrad's) vs direct loops in Numba vs PyTorch.
+"""conv2d lowerings per ResNet-18 layer: Winograd F(2x2, 3x3) vs im2col + one BLAS GEMM vs
+PyTorch (oneDNN), for the forward, the input gradient and the weight gradient.
 
-    python -m benchmarks.conv2d [--repeats 20]
+    python -m benchmarks.conv2d [--batch 16] [--repeats 15]
 
-Forward and both gradients of a 3x3 convolution at ResNet-18 shapes (batch 16, 64x64 input
-images: layer1 to layer4). Repeats in alternating blocks in one process (benchmarks/timing.py),
-median times; the direct-loop
-kernel is the straightforward parallel Numba version (output channels in prange). The results
-decided the lowering recorded in docs/nn.md.
+3x3 convolutions at ResNet-18's shapes for 64x64 input images (layer1 to layer4; the stride-2
+first convolutions of layer2-4 are im2col only). Each row's systems are timed in alternating
+blocks in one process (benchmarks/timing.py), medians. The results decided `conv2d`'s lowering
+rule (ops/nn.py `use_winograd`), recorded in docs/nn.md. The weight gradient is im2col for
+every shape (a Winograd weight gradient was not built: see docs/nn.md).
 """
 
 from __future__ import annotations
 
 import argparse
 
-import numba
 import numpy as np
 
-import tracegrad as tg
-from tracegrad import ops
+from tracegrad.ops import nn as conv_ops
+from tracegrad.ops import winograd
 
 from .timing import time_blocks
 
@@ -26,89 +26,101 @@ try:
 except ImportError:
     torch = None
 
-
-@numba.njit(parallel=True, fastmath=True, cache=True)
-def direct_conv(x, w, stride, pad):
-    n, c, h, wd = x.shape
-    o, _, kh, kw = w.shape
-    oh = (h + 2 * pad - kh) // stride + 1
-    ow = (wd + 2 * pad - kw) // stride + 1
-    out = np.zeros((n, o, oh, ow), dtype=x.dtype)
-    for oc in numba.prange(o):
-        for b in range(n):
-            for ci in range(c):
-                for i in range(kh):
-                    for j in range(kw):
-                        wv = w[oc, ci, i, j]
-                        for r in range(oh):
-                            hr = r * stride + i - pad
-                            if hr < 0 or hr >= h:
-                                continue
-                            for q in range(ow):
-                                wq = q * stride + j - pad
-                                if 0 <= wq < wd:
-                                    out[b, oc, r, q] += wv * x[b, ci, hr, wq]
-    return out
+LAYERS = [  # (C in, H=W in, C out, stride)
+    (64, 16, 64, 1),
+    (64, 16, 128, 2),
+    (128, 8, 128, 1),
+    (256, 4, 256, 1),
+    (512, 2, 512, 1),
+]
 
 
-def main(argv: list[str] | None = None) -> None:
+def im2col_input_grad(g: np.ndarray, w: np.ndarray, x_shape: tuple, stride: int) -> np.ndarray:
+    o, c, kh, kw = w.shape
+    n, _, oh, ow = g.shape
+    cols = w.reshape(o, c * kh * kw).T @ g.transpose(1, 0, 2, 3).reshape(o, n * oh * ow)
+    return conv_ops._fold_forward(
+        cols.reshape(c, kh, kw, n, oh, ow),
+        size=tuple(x_shape[2:]),
+        kernel=(kh, kw),
+        stride=(stride, stride),
+        padding=(1, 1),
+        dilation=(1, 1),
+    )
+
+
+def winograd_input_grad(g: np.ndarray, w: np.ndarray) -> np.ndarray:
+    flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    return winograd.conv3x3(g, flipped, (1, 1))
+
+
+def im2col_weight_grad(g: np.ndarray, x: np.ndarray, stride: int) -> np.ndarray:
+    o = g.shape[1]
+    cols = conv_ops._unfold_forward(
+        x, kernel=(3, 3), stride=(stride, stride), padding=(1, 1), dilation=(1, 1)
+    )
+    k = cols.shape[0] * 9
+    return (g.transpose(1, 0, 2, 3).reshape(o, -1) @ cols.reshape(k, -1).T).reshape(o, -1, 3, 3)
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
+    n = args.batch
     print(
-        f"{'shape (N,C,H,W) -> O':28} {'im2col+BLAS fwd':>16} {'direct fwd':>11} "
-        f"{'torch fwd':>10} {'im2col fwd+bwd':>15} {'torch fwd+bwd':>14}"
+        f"batch {n}, float32, ms (median); winograd = F(2x2,3x3), im2col = im2col + one GEMM\n"
+        f"{'layer (C,HxW)->O, stride':26} {'forward':>26} {'input gradient':>26} "
+        f"{'weight gradient':>17}\n{'':26} {'winograd im2col torch':>26} "
+        f"{'winograd im2col torch':>26} {'im2col torch':>17}"
     )
-    for n, c, hw, o, stride in [
-        (16, 64, 16, 64, 1),
-        (16, 64, 16, 128, 2),
-        (16, 128, 8, 128, 1),
-        (16, 256, 4, 256, 1),
-        (16, 512, 2, 512, 1),
-    ]:
+    table = {}
+    for c, hw, o, stride in LAYERS:
         x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
-        w = rng.standard_normal((o, c, 3, 3)).astype(np.float32)
+        w = (rng.standard_normal((o, c, 3, 3)) * 0.05).astype(np.float32)
+        oh = (hw + 2 - 3) // stride + 1
+        g = rng.standard_normal((n, o, oh, oh)).astype(np.float32)
         params = dict(stride=(stride, stride), padding=(1, 1), dilation=(1, 1), groups=1)
-        ref = ops.conv2d(tg.tensor(x), tg.tensor(w), **params).numpy()
-        np.testing.assert_allclose(direct_conv(x, w, stride, 1), ref, rtol=1e-3, atol=1e-3)
-        tx = tg.tensor(x, requires_grad=True)
-        tw = tg.tensor(w, requires_grad=True)
-
-        def im2col():
-            return ops.conv2d(tg.tensor(x), tg.tensor(w), **params)
-
-        def im2col_both():
-            tx.grad = tw.grad = None
-            ops.conv2d(tx, tw, **params).sum().backward()
-
         systems = {
-            "im2col": im2col,
-            "direct": lambda: direct_conv(x, w, stride, 1),
-            "im2col_both": im2col_both,
+            "fwd im2col": lambda: conv_ops.im2col_conv(x, w, **params),
+            "dx im2col": lambda: im2col_input_grad(g, w, x.shape, stride),
+            "dw im2col": lambda: im2col_weight_grad(g, x, stride),
         }
+        if stride == 1:
+            ref = conv_ops.im2col_conv(x, w, **params)
+            np.testing.assert_allclose(winograd.conv3x3(x, w, (1, 1)), ref, rtol=1e-4, atol=1e-4)
+            ref_dx = im2col_input_grad(g, w, x.shape, 1)
+            np.testing.assert_allclose(winograd_input_grad(g, w), ref_dx, rtol=1e-4, atol=1e-4)
+            systems["fwd winograd"] = lambda: winograd.conv3x3(x, w, (1, 1))
+            systems["dx winograd"] = lambda: winograd_input_grad(g, w)
         if torch is not None:
-            px = torch.tensor(x, requires_grad=True)
-            pw = torch.tensor(w, requires_grad=True)
-            systems["torch"] = lambda: torch.nn.functional.conv2d(
-                px.detach(), pw.detach(), stride=stride, padding=1
+            tx, tw, tg_ = torch.tensor(x), torch.tensor(w), torch.tensor(g)
+            F = torch.nn.functional
+            systems["fwd torch"] = lambda: F.conv2d(tx, tw, stride=stride, padding=1)
+            systems["dx torch"] = lambda: torch.nn.grad.conv2d_input(
+                tx.shape, tw, tg_, stride=stride, padding=1
             )
-
-            def torch_both():
-                px.grad = pw.grad = None
-                torch.nn.functional.conv2d(px, pw, stride=stride, padding=1).sum().backward()
-
-            systems["torch_both"] = torch_both
+            systems["dw torch"] = lambda: torch.nn.grad.conv2d_weight(
+                tx, tw.shape, tg_, stride=stride, padding=1
+            )
         for f in systems.values():
             f()
         times = time_blocks(systems, args.repeats)
-        med = {k: np.median(v) * 1e3 for k, v in times.items()}
-        row = f"({n},{c},{hw},{hw}) -> {o}, s{stride}"
+        med = {k: float(np.median(v) * 1e3) for k, v in times.items()}
+        table[(c, hw, o, stride)] = med
+
+        def cell(key: str) -> str:
+            return f"{med[key]:8.2f}" if key in med else f"{'-':>8}"
+
         print(
-            f"{row:28} {med['im2col']:13.2f} ms {med['direct']:8.2f} ms "
-            f"{med.get('torch', float('nan')):7.2f} ms {med['im2col_both']:12.2f} ms "
-            f"{med.get('torch_both', float('nan')):11.2f} ms"
+            f"({c},{hw}x{hw})->{o}, s{stride}".ljust(26)
+            + f" {cell('fwd winograd')} {cell('fwd im2col')} {cell('fwd torch')}"
+            + f" {cell('dx winograd')} {cell('dx im2col')} {cell('dx torch')}"
+            + f"  {cell('dw im2col')} {cell('dw torch')}"
         )
+    return table
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ from .nn import (
     softmax,
     softmax_grad,
     unfold2d,
+    use_winograd,
 )
 from .random import uniform
 from .reduce import amax, amin, argmax, argmin, expand_back, logsumexp, mean, prod, sum
@@ -151,6 +152,7 @@ __all__ = [
     "max_pool2d",
     "max_pool2d_argmax",
     "unfold2d",
+    "use_winograd",
     "amax",
     "amin",
     "argmax",

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from . import winograd
 from .core import Aval, defop, is_scalar, result_type, shape_error, unbroadcast
 from .elementwise import add, exp, mul, rsqrt, sub
 from .kernels import (
@@ -370,9 +371,50 @@ def _conv_abstract(
     return Aval((x.shape[0], w.shape[0], oh, ow), x.dtype)
 
 
+def use_winograd(
+    x_shape: tuple, w_shape: tuple, stride: tuple, padding: tuple, dilation: tuple, groups: int
+) -> bool:
+    """The lowering rule of `conv2d`: Winograd F(2x2, 3x3) (ops/winograd.py) for 3x3 kernels at
+    stride 1, no dilation, one group, padding at most 2 (the input gradient is then a stride-1
+    convolution too), when the 2x2 output tiles of the whole batch are at least as many as the
+    input channels and at least MIN_WINOGRAD_TILES; im2col + one GEMM for everything else.
+
+    Tiles >= channels: Winograd transforms the weights at every call (16 C K values), work that
+    only pays when the batched GEMMs (16 x tiles x C x K) are large beside it. Measured at
+    ResNet-18's 3x3 layers (`python -m benchmarks.conv2d`, docs/nn.md): faster in the forward
+    and the input gradient where tiles >= C (batch 16: 1024 tiles x 64 channels, 256 x 128;
+    batch 1: 64 x 64), slower or even where tiles < C (64 x 256, 16 x 512, 16 x 128); the
+    whole step at batch 1 was not faster (MIN_WINOGRAD_TILES)."""
+    if not winograd.eligible(x_shape, w_shape, stride, dilation, groups):
+        return False
+    if max(padding) > 2:
+        return False
+    oh = x_shape[2] + 2 * padding[0] - 2
+    ow = x_shape[3] + 2 * padding[1] - 2
+    if oh <= 0 or ow <= 0:
+        return False
+    tiles = x_shape[0] * ((oh + 1) // 2) * ((ow + 1) // 2)
+    return tiles >= max(x_shape[1], MIN_WINOGRAD_TILES)
+
+
+# Below this many tiles a whole training step was not faster with Winograd even where the layer
+# alone was (ResNet-18 at batch 1, layer1: 64 tiles; the jitted step shares the forward's im2col
+# columns with the weight gradient, which a Winograd forward does not make)
+MIN_WINOGRAD_TILES = 256
+
+
 def _conv_forward(
     x: np.ndarray, w: np.ndarray, *, stride: tuple, padding: tuple, dilation: tuple, groups: int
 ) -> np.ndarray:
+    if use_winograd(x.shape, w.shape, stride, padding, dilation, groups):
+        return winograd.conv3x3(x, w, padding)
+    return im2col_conv(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def im2col_conv(
+    x: np.ndarray, w: np.ndarray, *, stride: tuple, padding: tuple, dilation: tuple, groups: int
+) -> np.ndarray:
+    """conv2d as im2col + one GEMM (per group): every shape Winograd does not take."""
     o, cg, kh, kw = w.shape
     n = x.shape[0]
     cols = _unfold_forward(x, kernel=(kh, kw), stride=stride, padding=padding, dilation=dilation)
@@ -397,6 +439,20 @@ def _mT(a: Any) -> Any:
 def _conv_vjp_x(
     g: Any, out: Any, x: Any, w: Any, *, stride: tuple, padding: tuple, dilation: tuple, groups: int
 ) -> Any:
+    if use_winograd(tuple(x.shape), tuple(w.shape), stride, padding, dilation, groups):
+        # a stride-1 convolution's input gradient is the "full" convolution of the output
+        # gradient with the flipped kernels, input and output channels swapped: Winograd too
+        back = slice(None, None, -1)
+        flipped = getitem(w, idx=(slice(None), slice(None), back, back))
+        flipped = permute(flipped, dims=(1, 0, 2, 3))
+        return conv2d(
+            g,
+            flipped,
+            stride=(1, 1),
+            padding=(2 - padding[0], 2 - padding[1]),
+            dilation=(1, 1),
+            groups=1,
+        )
     o, cg, kh, kw = w.shape
     n, _, oh, ow = g.shape
     c = x.shape[1]

@@ -279,6 +279,9 @@ def _sum_of_expand(expand_eqn: Eqn, sum_eqn: Eqn, ins: tuple) -> tuple | None:
 COLUMNS_KEPT_BYTES = 64 << 20
 
 
+_CONV_PARAMS = ("stride", "padding", "dilation", "groups")
+
+
 def share_conv_columns(tape: Tape) -> Tape:
     """conv2d -> permute(reshape(matmul(w, unfold2d(x)))) where the backward pass unfolds the
     same input with the same window (the weight gradient), so that `cse` merges the two
@@ -294,6 +297,11 @@ def share_conv_columns(tape: Tape) -> Tape:
         x, w = e.inputs if e.op.name == "conv2d" else (None, None)
         if x is None or not isinstance(x, Var) or not isinstance(w, Var):
             eqns.append(e)
+            continue
+        if ops.use_winograd(
+            tuple(x.shape), tuple(w.shape), **{k: e.params[k] for k in _CONV_PARAMS}
+        ):
+            eqns.append(e)  # a Winograd convolution has no im2col to share (ops/nn.py)
             continue
         o, cg, kh, kw = w.shape
         n, _, oh, ow = e.out.shape
