@@ -36,7 +36,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numpy.lib.stride_tricks import as_strided
 
 
@@ -129,7 +129,7 @@ def _weight_transform(w, u):  # noqa: ANN001, ANN202
 
 def _input_transform_py(x, v, ph, pw, th, tw):  # noqa: ANN001, ANN202
     n, c, h, w = x.shape
-    for b in prange(n):
+    for b in range(n):
         d = np.zeros((4, 4), dtype=x.dtype)
         t = np.zeros((4, 4), dtype=x.dtype)
         for ty in range(th):
@@ -162,7 +162,7 @@ def _input_transform_py(x, v, ph, pw, th, tw):  # noqa: ANN001, ANN202
 
 def _output_transform_py(m, out, th, tw):  # noqa: ANN001, ANN202
     n, k, oh, ow = out.shape
-    for b in prange(n):
+    for b in range(n):
         s = np.zeros((2, 4), dtype=m.dtype)
         for ty in range(th):
             for tx in range(tw):
@@ -184,19 +184,8 @@ def _output_transform_py(m, out, th, tw):  # noqa: ANN001, ANN202
                                 out[b, ki, r, 2 * tx + 1] = s[i, 1] - s[i, 2] - s[i, 3]
 
 
-# serial and parallel (prange over images) builds of the two transforms; `PARALLEL` picks
+# serial: between BLAS calls, a parallel transform (prange over images) was no faster here and
+# would compete with BLAS's threads (docs/nn.md)
 _options = {"cache": True, "fastmath": {"contract"}}
-_serial = (njit(**_options)(_input_transform_py), njit(**_options)(_output_transform_py))
-_parallel = (
-    njit(parallel=True, **_options)(_input_transform_py),
-    njit(parallel=True, **_options)(_output_transform_py),
-)
-PARALLEL = [False]
-
-
-def _input_transform(x, v, ph, pw, th, tw):  # noqa: ANN001, ANN202
-    (_parallel if PARALLEL[0] else _serial)[0](x, v, ph, pw, th, tw)
-
-
-def _output_transform(m, out, th, tw):  # noqa: ANN001, ANN202
-    (_parallel if PARALLEL[0] else _serial)[1](m, out, th, tw)
+_input_transform = njit(**_options)(_input_transform_py)
+_output_transform = njit(**_options)(_output_transform_py)
