@@ -110,17 +110,31 @@ def _abort_on_uncaught_exceptions() -> None:
     otherwise wait forever in their next collective."""
     import sys
     import threading
+    import time
+    import traceback
 
     previous = sys.excepthook
 
+    def report(kind: Any, value: Any, tb: Any) -> None:
+        # the traceback in one write, then a moment for mpiexec to forward it: an abort right
+        # after a line-by-line print lost all but its first line (seen in CI)
+        text = "".join(traceback.format_exception(kind, value, tb))
+        try:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - stderr closed: abort anyway
+            pass
+        time.sleep(0.2)
+
     def hook(kind: Any, value: Any, tb: Any) -> None:
-        previous(kind, value, tb)
-        sys.stderr.flush()
+        if previous is sys.__excepthook__:
+            report(kind, value, tb)
+        else:  # the user's own hook first
+            previous(kind, value, tb)
         group.mpi.COMM_WORLD.Abort(1)
 
     def thread_hook(args: Any) -> None:
-        threading.__excepthook__(args)
-        sys.stderr.flush()
+        report(args.exc_type, args.exc_value, args.exc_traceback)
         group.mpi.COMM_WORLD.Abort(1)
 
     sys.excepthook = hook
