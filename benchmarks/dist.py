@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from .training import _tg_step
+
 MODELS = {"mlp": (256, (784,), 10), "resnet": (16, (3, 64, 64), 1000)}
 
 
@@ -52,19 +54,9 @@ def _median_step(step, x, y, steps: int, warmup: int = 3) -> float:  # noqa: ANN
 
 def one_process(name: str, steps: int) -> dict:
     import tracegrad as tg
-    from tracegrad.nn import functional as F
 
     batch, shape, classes = MODELS[name]
-    model = _model(name)
-    opt = tg.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    @tg.jit
-    def step(x, y):  # noqa: ANN001, ANN202
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
+    step = tg.jit(_tg_step(_model(name), 0.01))  # benchmarks/training.py's SGD-momentum step
 
     rng = np.random.default_rng(0)
     x = tg.tensor(rng.standard_normal((batch,) + shape).astype(np.float32))
@@ -77,22 +69,13 @@ def worker(name: str, steps: int) -> None:
     """One rank of `mpiexec -n N python -m benchmarks.dist --worker NAME`."""
     import tracegrad as tg
     import tracegrad.distributed as dist
-    from tracegrad.nn import functional as F
     from tracegrad.nn.parallel import DistributedDataParallel as DDP
 
     dist.init_process_group("mpi")
     rank, size = dist.get_rank(), dist.get_world_size()
     batch, shape, classes = MODELS[name]
     ddp = DDP(_model(name))
-    opt = tg.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
-
-    def body(x, y):  # noqa: ANN001, ANN202
-        opt.zero_grad()
-        loss = F.cross_entropy(ddp(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
+    body = _tg_step(ddp, 0.01)
     synced = tg.jit(body)
     local = tg.jit(body)  # traced inside no_sync: the same step without the all-reduces
 

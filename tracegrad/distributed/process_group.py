@@ -171,13 +171,6 @@ def destroy_process_group(group_: Any = None) -> None:
     group.comm = group.ddp_comm = None
 
 
-def abort(code: int = 1) -> None:
-    """End every process of the job (MPI_Abort): a rank that fails must not leave the others
-    waiting in a collective."""
-    mpi = group.mpi or _import_mpi()
-    mpi.COMM_WORLD.Abort(code)
-
-
 # ------------------------------------------------------------------------------------------
 # the communication thread (DistributedDataParallel's all-reduces overlap the backward there)
 
