@@ -3,9 +3,11 @@ an empty disk cache (what a user waits for the first time; issue #19's measure).
 
 Workloads: the MLP 784-512-512-10 (batch 256, SGD momentum, 500 steps) and the README's
 small CNN (batch 64 on 8x8 inputs, Adam, 1000 steps); `--resnet` adds ResNet-18 at batch 1
-(64x64, 50 steps: minutes of compiling). For each: eager, the whole step under `tg.jit`, and
-the compiled-module loop (`tg.jit(model)`). Each process reports import time, time to the end
-of the first (compiling) step, and time to N steps.
+(64x64, 50 steps: minutes of compiling). For each: eager, the whole step under `tg.jit` (tiered:
+calls run eagerly while the worker compiles), the same with `TRACEGRAD_JIT_BLOCK=1` (the first
+call compiles), and the compiled-module loop (`tg.jit(model)`, tiered). Each process reports
+import time, time to the end of the first two steps, when calls started running compiled,
+and time to N steps.
 
 Run: python -m benchmarks.time_to_steps [--steps-scale 1.0] [--resnet]
 """
@@ -55,7 +57,7 @@ def step(x, y):
     opt.step()
     return loss
 
-if mode == "jit":
+if mode in ("jit", "jit block"):
     run = tg.jit(step)
 elif mode == "jit(model)":
     cm = tg.jit(model)
@@ -68,20 +70,30 @@ elif mode == "jit(model)":
 else:
     run = step
 marks = {}
+stats = getattr(run, "stats", None) or (getattr(cm, "stats", None) if mode == "jit(model)" else None)
+eager_calls = 0
 t1 = time.perf_counter()
 for i in range(steps):
     loss = run(x, y)
     if i == 1:
         marks["first_two_steps_s"] = time.perf_counter() - t1
+    if stats is not None and stats["calls_while_compiling"] != eager_calls:
+        eager_calls = stats["calls_while_compiling"]
+        marks["compiled_from_s"] = time.perf_counter() - t0  # (after this call)
 loss = float(loss)
 total = time.perf_counter() - t0
+marks["calls_while_compiling"] = eager_calls
 print(json.dumps({"import_s": t_import, "to_n_steps_s": total, "loss": loss, **marks}))
 """
+
+# the processes' tiers: "jit" and "jit(model)" run calls eagerly while the worker compiles
+# (the default), "jit block" compiles on the first call
+MODES = {"eager": "0", "jit": "0", "jit block": "1", "jit(model)": "0"}
 
 
 def run_one(workload: str, mode: str, steps: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="tracegrad-cold-") as cache:
-        env = dict(os.environ, TRACEGRAD_CACHE_DIR=cache)
+        env = dict(os.environ, TRACEGRAD_CACHE_DIR=cache, TRACEGRAD_JIT_BLOCK=MODES[mode])
         out = subprocess.run(
             [sys.executable, "-c", _CHILD, workload, mode, str(steps)],
             env=env,
@@ -101,14 +113,21 @@ def main(argv: list[str] | None = None) -> dict:
     results = {}
     for workload, steps in plan:
         steps = max(2, int(steps * args.steps_scale))
-        row = {mode: run_one(workload, mode, steps) for mode in ("eager", "jit", "jit(model)")}
+        row = {mode: run_one(workload, mode, steps) for mode in MODES}
         results[workload] = row
         eager = row["eager"]["to_n_steps_s"]
         print(f"{workload}: {steps} steps from a cold start (fresh process, empty cache)")
         for mode, r in row.items():
+            tier = ""
+            if r.get("calls_while_compiling"):
+                tier = (
+                    f", {r['calls_while_compiling']} calls eager while compiling, compiled "
+                    f"from {r['compiled_from_s']:.2f} s"
+                )
             print(
                 f"  {mode:11s} {r['to_n_steps_s']:7.2f} s  ({r['to_n_steps_s'] / eager:.2f}x eager;"
-                f" import {r['import_s']:.2f} s, first two steps {r['first_two_steps_s']:.2f} s)"
+                f" import {r['import_s']:.2f} s, first two steps {r['first_two_steps_s']:.2f} s"
+                f"{tier})"
             )
     return results
 

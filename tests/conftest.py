@@ -17,6 +17,14 @@ os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 if "TRACEGRAD_TEST_KEEP_CACHE_DIR" not in os.environ:
     os.environ["TRACEGRAD_CACHE_DIR"] = tempfile.mkdtemp(prefix="tracegrad-test-cache-")
 
+# tg.jit blocks on its first call here: a test that compares compiled results with eager ones
+# must get the compiled tier, not the eager calls that run while the background compile worker
+# is busy (tests/runtime/test_tiered.py tests that tier and the switch, with block=False).
+os.environ.setdefault("TRACEGRAD_JIT_BLOCK", "1")
+# ...and every compiled program checks that its segments were called with the argument types
+# the driver predicted, the types the compile worker compiles (executor.check_signatures)
+os.environ.setdefault("TRACEGRAD_CHECK_SIGNATURES", "1")
+
 
 def pytest_runtest_logreport(report):
     """With TRACEGRAD_TEST_FAILURE_LOG set, each failure's traceback is appended to that file as

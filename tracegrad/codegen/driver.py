@@ -39,11 +39,14 @@ from .source import SourceWriter
 
 
 def contiguous(a: Any, dtype: np.dtype) -> np.ndarray:
-    """`a` as a C-contiguous array of `dtype` (itself when it already is one): one layout for
-    every call, so Numba compiles one specialization."""
-    if type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous:
-        return a
-    return np.ascontiguousarray(a, dtype=dtype)
+    """`a` as a C-contiguous, writeable, aligned array of `dtype` (itself when it already is
+    one, else a copy): one type for every call, known before the call (`segment_args`), so
+    Numba compiles one specialization and the compile worker compiles that one."""
+    if type(a) is np.ndarray and a.dtype == dtype:
+        flags = a.flags
+        if flags.c_contiguous and flags.writeable and flags.aligned:
+            return a
+    return np.array(a, dtype=dtype, order="C")
 
 
 def as_dtype(a: Any, dtype: np.dtype) -> np.ndarray:
@@ -137,6 +140,11 @@ class DriverWriter:
         # "const" (a global of the right type), "any" (arguments, captured state, numpy steps)
         self.form: dict[int, str] = {}
         self._aliasing = False  # a result needs the check against the inputs (`_owned`)
+        # per segment step: the type of each argument its call passes, known before anything
+        # runs (the compile worker compiles from these): ("array", dtype, ndim) for a
+        # C-contiguous, writeable, aligned array, ("scalar", dtype) for a numpy scalar,
+        # ("global", name) for a global of the driver (constants, tables)
+        self.segment_args: dict[int, list[tuple]] = {}
         self.w = SourceWriter()
 
     def source(self) -> tuple[str, dict[str, Any]]:
@@ -199,15 +207,20 @@ class DriverWriter:
         what = f"kernel {first}" if first == last else f"kernels {first}-{last}"
         w.comment(f"step {n}: compiled segment ({what})")
         params = []
+        types: list[tuple] = []
         for v in seg.inputs:
             name = self._name(v)
             form = self.form.get(id(v), "any")
-            if v.ndim == 0:
-                if form != "const":  # Numba specializes on the scalar's type: give it its own
-                    name = f"{self._scalar_type(v.dtype)}({name})"
-            elif form not in ("array", "const"):
-                w.line(f"{name} = _contiguous({name}, {self._dtype(v.dtype)})")
-                self.form[id(v)] = "array"
+            if form == "const":
+                types.append(("global", name))
+            elif v.ndim == 0:  # Numba specializes on the scalar's type: give it its own
+                name = f"{self._scalar_type(v.dtype)}({name})"
+                types.append(("scalar", v.dtype))
+            else:
+                if form != "array":
+                    w.line(f"{name} = _contiguous({name}, {self._dtype(v.dtype)})")
+                    self.form[id(v)] = "array"
+                types.append(("array", v.dtype, v.ndim))
             params.append(name)
         for v, (shape, dtype, pooled), donor in zip(seg.buffers, seg.buffer_plan, seg.donated):
             name = self.names[id(v)]
@@ -221,6 +234,7 @@ class DriverWriter:
             else:
                 w.line(f"{name} = _empty({tuple(shape)!r}, {dt})")
             params.append(name)
+            types.append(("array", np.dtype(dtype), len(shape)))
         g = f"_segment{n}"  # bound by the runtime to the compiled function
         for table, value in (("S", seg.S), ("LF", seg.LF), ("LI", seg.LI)):
             self.globals[f"_{table}{n}"] = value
@@ -229,6 +243,8 @@ class DriverWriter:
         else:
             self.globals[f"_LI{n}_serial"] = seg.LI_serial
             params += [f"_S{n}", f"_LF{n}", f"(_LI{n}_serial if _serial else _LI{n})"]
+        types += [("global", f"_S{n}"), ("global", f"_LF{n}"), ("global", f"_LI{n}")]
+        self.segment_args[n] = types
         outs = [self.names[id(v)] for v in seg.outputs]
         w.line(f"{_tuple(outs) if outs else '_'} = {g}({', '.join(params)})")
         made_by_loops = {id(b) for b in seg.buffers}

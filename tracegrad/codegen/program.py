@@ -36,6 +36,8 @@ class CpuProgram:
                       buffer pool) and `_donate` (a captured array as its own new value's
                       buffer when the call may overwrite it)
     donations      -- {id of a state write's new value: id of the captured var it replaces}
+    segment_args   -- {step n: the types of the arguments the driver passes segment n}, as
+                      `DriverWriter.segment_args` describes them (the compile worker's input)
     """
 
     tape: Any
@@ -45,6 +47,7 @@ class CpuProgram:
     donations: dict[int, int]
     driver_source: str
     driver_globals: dict[str, Any]
+    segment_args: dict[int, list[tuple]]
 
     def segments(self) -> list[tuple[int, SegmentCode]]:
         return [(n, s) for n, s in enumerate(self.steps) if isinstance(s, SegmentCode)]
@@ -111,10 +114,20 @@ def write_cpu_program(tape: Any, parallel: bool, cache: bool) -> CpuProgram:
         for e in tape.eqns
         if e.op.name == "const"
     }
-    driver_source, driver_globals = DriverWriter(
+    writer = DriverWriter(
         tape, kernels, steps, names, consts, fresh_values(kernels, may_return_view)
-    ).source()
-    return CpuProgram(tape, kernels, steps, parallel, donated_ids, driver_source, driver_globals)
+    )
+    driver_source, driver_globals = writer.source()
+    return CpuProgram(
+        tape,
+        kernels,
+        steps,
+        parallel,
+        donated_ids,
+        driver_source,
+        driver_globals,
+        writer.segment_args,
+    )
 
 
 def _cpu_segment(

@@ -62,7 +62,7 @@ class CompiledModule(Module):
         delattr(self._orig_mod, name)
 
     def __dir__(self) -> list:
-        return sorted(set(dir(self._orig_mod)) | {"_orig_mod", "stats"})
+        return sorted(set(dir(self._orig_mod)) | {"_orig_mod", "stats", "wait"})
 
     # the module tree is the wrapped module's: parameters(), buffers(), state_dict(), train(),
     # zero_grad(), to() and load_state_dict() all walk it through these
@@ -89,6 +89,10 @@ class CompiledModule(Module):
 
     def clear_cache(self) -> None:
         self._jit.clear_cache()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the background compiles (see `tg.jit`); whether they finished."""
+        return self._jit.wait(timeout)
 
     def __repr__(self) -> str:
         return f"CompiledModule({self._orig_mod!r})"

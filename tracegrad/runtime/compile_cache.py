@@ -105,6 +105,27 @@ def _load_file(directory: Path, key: str, source: str, name: str) -> Any:
     return getattr(module, name)
 
 
+def load_cached(fn: Any, signature: tuple) -> bool:
+    """Load `fn`'s machine code for `signature` from Numba's disk cache if it is there (what
+    `Dispatcher.compile` does on a cache hit, without compiling on a miss); whether it was."""
+    try:
+        from numba.core.compiler_lock import global_compiler_lock
+
+        with global_compiler_lock:
+            if signature in fn.overloads:
+                return True
+            cres = fn._cache.load_overload(signature, fn.targetctx)
+            if cres is None:
+                return False
+            fn._cache_hits[signature] += 1
+            if not cres.objectmode:
+                fn.targetctx.insert_user_function(cres.entry_point, cres.fndesc, [cres.library])
+            fn.add_overload(cres)
+            return True
+    except Exception:  # noqa: BLE001 - Numba's internals moved: the worker (or a call) compiles
+        return False
+
+
 class compiling:
     """`with compiling(source):` around the first call of a cached function (when Numba compiles
     it, or loads it from its cache): an exclusive lock on `tg_<hash>.lock` beside the module, so

@@ -9,6 +9,12 @@
   without a lowering run as Python steps between those functions;
 * `InterpreterExecutable`: the reference interpreter (`TRACEGRAD_EXECUTOR=interpreter`).
 
+Tiered execution: unless told to block, a `NumbaExecutable` whose functions are neither in
+memory nor in Numba's disk cache sends them to the compile worker (`compile_worker.py`) and is
+`pending` until the worker has written them; `ready()` then loads them from the disk cache.
+While it is pending, `tg.jit` runs the calls eagerly (runtime/jit.py); nothing here runs
+uncompiled code.
+
 Both take and return the same arrays, so the cache, the state write-back and the tests do not
 depend on which one runs.
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +35,7 @@ from ..codegen.driver import owned
 from ..codegen.program import write_cpu_program
 from ..fuse.partition import describe
 from ..tape.interpret import interpret
-from . import compile_cache
+from . import compile_cache, compile_worker
 
 
 class InterpreterExecutable:
@@ -111,7 +118,7 @@ class NumbaExecutable:
 
     kind = "numba"
 
-    def __init__(self, tape: Any, parallel: bool, stats: dict) -> None:
+    def __init__(self, tape: Any, parallel: bool, stats: dict, block: bool = True) -> None:
         self.tape = tape
         self.stats = stats
         self.pool = BufferPool()
@@ -131,7 +138,15 @@ class NumbaExecutable:
                     namespace[f"_segment{n}"] = _FirstCall(fn, seg.source, namespace, n)
         exec(compile(self.program.driver_source, "<tracegrad driver>", "exec"), namespace)
         self.call = namespace["call"]
+        self.namespace = namespace
         self._first_call_done = False
+        # tiered execution: the functions the compile worker is building, and its job
+        self.pending = False
+        self.job: compile_worker.Job | None = None
+        self.waiting: list[tuple[int, str, tuple]] = []
+        self._finish_lock = threading.Lock()
+        if not block and compile_cache.disk_enabled() and compile_worker.enabled():
+            self._compile_in_background()
         if debug_level() >= 2:
             print(describe(self.kernels), file=sys.stderr)
         if debug_level() >= 3:
@@ -141,6 +156,81 @@ class NumbaExecutable:
     def steps(self) -> list:
         return self.program.steps
 
+    # tiered execution ---------------------------------------------------------------------
+
+    def signature(self, n: int) -> tuple:
+        """The Numba argument types of segment `n`'s call, from the driver's description (the
+        same types Numba's dispatcher computes from the arrays at the call)."""
+        from numba import typeof, types
+        from numba.np.numpy_support import from_dtype
+
+        sig = []
+        for spec in self.program.segment_args[n]:
+            if spec[0] == "array":
+                sig.append(types.Array(from_dtype(spec[1]), spec[2], "C"))
+            elif spec[0] == "scalar":
+                sig.append(from_dtype(spec[1]))
+            else:
+                sig.append(typeof(self.namespace[spec[1]]))
+        return tuple(sig)
+
+    def _compile_in_background(self) -> None:
+        waiting = []
+        for n, seg in self.program.segments():
+            fn = self.functions[n]
+            sig = self.signature(n)
+            if sig in fn.overloads or compile_cache.load_cached(fn, sig):
+                continue  # compiled in this process already, or now loaded from the disk cache
+            waiting.append((n, seg.source, sig))
+        if not waiting:
+            return
+        directory = compile_cache.cache_dir()
+        job = compile_worker.submit(str(directory), [(src, sig) for _, src, sig in waiting])
+        if job is None:
+            return  # no worker: the first call compiles them here
+        self.job, self.waiting, self.pending = job, waiting, True
+
+    def ready(self) -> bool:
+        """Whether the compiled program can run now. While the worker compiles: False; once it
+        has finished, its functions are loaded from the disk cache (or, if it failed, compiled
+        here, with a warning) and this is True from then on."""
+        if not self.pending:
+            return True
+        if not self.job.done.is_set():
+            return False
+        with self._finish_lock:
+            if self.pending:
+                self._finish()
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the worker (at most `timeout` seconds), then load; whether ready."""
+        if self.pending and not self.job.wait(timeout):
+            return False
+        return self.ready()
+
+    def _finish(self) -> None:
+        job = self.job
+        if job.error is not None:
+            warnings.warn(
+                "tracegrad: compiling in the background failed, so this process compiles the "
+                f"functions itself; the worker reported:\n{job.error}",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        for n, source, sig in self.waiting:
+            fn = self.functions[n]
+            with compile_cache.compiling(source):
+                fn.compile(sig)  # from Numba's disk cache (compiled here if the worker failed)
+            if job.error is None:
+                fn._tracegrad_seen = True  # counted below, not as this process's disk hit
+            self.namespace[f"_segment{n}"] = fn
+        if job.error is None:
+            self.stats["compiles"] += job.compiled
+            self.stats["disk_hits"] += len(self.waiting) - job.compiled
+        self.pending = False
+        self.waiting = []
+
     def __call__(self, args: Sequence[np.ndarray], captured: Sequence[np.ndarray]) -> tuple:
         result = self.call(args, captured)
         if not self._first_call_done:
@@ -148,7 +238,24 @@ class NumbaExecutable:
             self._first_call_done = True
             for fn in self.functions.values():
                 self._count_first_call(fn)
+            if os.environ.get("TRACEGRAD_CHECK_SIGNATURES") == "1":
+                self.check_signatures()
         return result
+
+    def check_signatures(self) -> None:
+        """Raise if a segment was called with argument types other than `signature(n)`
+        predicts (the compile worker would have compiled the wrong specialization, and the
+        switch to the compiled tier would compile again here). The test suite turns this on
+        (TRACEGRAD_CHECK_SIGNATURES=1) for every program it runs."""
+        for n, _ in self.program.segments():
+            fn = self.functions[n]
+            sig = self.signature(n)
+            if sig not in fn.overloads:
+                called = "; ".join(str(k) for k in fn.overloads)
+                raise AssertionError(
+                    f"tracegrad: segment {n} was predicted to take {sig}, but was called with "
+                    f"{called}"
+                )
 
     def _donate(self, a: Any, args: Sequence[Any], shape: tuple, dtype: np.dtype) -> Any:
         """The captured array `a` as the buffer of its own new value when a loop may overwrite
@@ -197,8 +304,10 @@ def debug_level() -> int:
 
 
 def build_executable(
-    tape: Any, device: str, parallel: bool = True, stats: dict | None = None
+    tape: Any, device: str, parallel: bool = True, stats: dict | None = None, block: bool = True
 ) -> Any:
+    """`block=False`: a CPU executable whose functions need compiling is `pending` while the
+    compile worker builds them (see the module docstring); otherwise the first call compiles."""
     stats = stats if stats is not None else _null_stats()
     if device == "cuda":
         from .cuda_executor import CudaExecutable
@@ -208,7 +317,7 @@ def build_executable(
         raise ValueError(f"tg.jit: device {device!r} is not available; use 'cpu' or 'cuda'")
     if os.environ.get("TRACEGRAD_EXECUTOR", "numba") == "interpreter":
         return InterpreterExecutable(tape)
-    return NumbaExecutable(tape, parallel, stats)
+    return NumbaExecutable(tape, parallel, stats, block)
 
 
 def _null_stats() -> dict:

@@ -112,6 +112,25 @@ class Entry:
         self.scalars = compile_scalars(scalars) if scalars else None
         self.checked = bool(self.guards or self.sources or self.object_guards or self.module_guards)
         self._call = executable  # the first call counts compiles; then the CPU driver itself
+        # tiered execution: while the compile worker builds the executables' functions the
+        # calls run eagerly (JitFunction.__call__); `pending` until they are all loaded
+        self.executables = [executable]
+        self.pending = getattr(executable, "pending", False)
+
+    def compiled_ready(self) -> bool:
+        """Whether the compiled programs may run now (loading them once the worker is done)."""
+        for x in self.executables:
+            if getattr(x, "pending", False) and not x.ready():
+                return False
+        self.pending = False
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        for x in self.executables:
+            if getattr(x, "pending", False) and not x.wait(timeout):
+                return False
+        self.pending = False
+        return True
 
     def guard_failure(self) -> str | None:
         """None when this entry may run now; else why not."""
@@ -201,6 +220,8 @@ class AutogradEntry(Entry):
         super().__init__(tape, tracer, out_tree, executable, False)
         self.program = program
         self.flat_tuple = False
+        self.executables.append(program.backward)
+        self.pending = any(getattr(x, "pending", False) for x in self.executables)
 
     def run(
         self, leaves: list, values: list | None = None, tensors: Any = None, call: Any = None
@@ -284,6 +305,7 @@ class JitFunction:
         static_argnames: str | Sequence[str] = (),
         device: str = "cpu",
         parallel: bool = True,
+        block: bool | None = None,
     ) -> None:
         if device not in ("cpu", "cuda"):
             raise ValueError(f"tg.jit: device must be 'cpu' or 'cuda', got {device!r}")
@@ -297,12 +319,16 @@ class JitFunction:
         self.device = device
         self.parallel = bool(parallel)
         self.options = (("parallel", bool(parallel)),)
+        # block=None: TRACEGRAD_JIT_BLOCK=1 blocks, else calls run eagerly while a new trace
+        # compiles in the background (read at each build, so tests may set it)
+        self.block = block
         self.stats = {
             "traces": 0,
             "compiles": 0,
             "memory_hits": 0,
             "disk_hits": 0,
             "eager_calls": 0,
+            "calls_while_compiling": 0,
         }
         self._cache: dict[Any, list[Entry]] = {}
         self._fast: dict[Any, Entry] = {}
@@ -391,6 +417,9 @@ class JitFunction:
                 fast_key = (tuple(sig), _grad_mode.enabled)
                 entry = self._fast.get(fast_key)
                 if entry is not None and not entry.eager:
+                    if entry.pending and not entry.compiled_ready():
+                        self.stats["calls_while_compiling"] += 1
+                        return self.fn(*args, **kwargs)
                     why, values = entry.check() if entry.checked else (None, None)
                     if why is None:
                         self.stats["memory_hits"] += 1
@@ -420,6 +449,10 @@ class JitFunction:
             self._fast[fast_key] = entry
         if entry.eager:
             self.stats["eager_calls"] += 1
+            return self.fn(*args, **kwargs)
+        if entry.pending and not entry.compiled_ready():
+            # the first tier: the worker is compiling this trace; the call runs eagerly
+            self.stats["calls_while_compiling"] += 1
             return self.fn(*args, **kwargs)
         arrays = [t._data if isinstance(t, Tensor) else t for t in dynamic]
         return entry.run(arrays, None, dynamic, (args, kwargs))
@@ -463,8 +496,11 @@ class JitFunction:
         if self.device == "cpu":
             captured = [rec.tensor for rec in tracer.captured]
             _check_on_cpu(self.fn, captured, "captured tensor")
+        block = self.block
+        if block is None:
+            block = os.environ.get("TRACEGRAD_JIT_BLOCK", "0") == "1"
         if not joint.joint:
-            executable = build_executable(tape, self.device, self.parallel, self.stats)
+            executable = build_executable(tape, self.device, self.parallel, self.stats, block)
             entry = Entry(tape, tracer, out_tree, executable, False)
         else:
             split = split_joint(tape, joint.n_args, joint.n_outputs)
@@ -474,8 +510,10 @@ class JitFunction:
                     f"program:\n{split.backward}",
                     file=sys.stderr,
                 )
-            forward = build_executable(split.forward, self.device, self.parallel, self.stats)
-            backward = build_executable(split.backward, self.device, self.parallel, self.stats)
+            forward = build_executable(split.forward, self.device, self.parallel, self.stats, block)
+            backward = build_executable(
+                split.backward, self.device, self.parallel, self.stats, block
+            )
             program = AutogradProgram(joint, tape, split, backward, self.device)
             entry = AutogradEntry(split.forward, tracer, joint.out_tree, forward, program)
         entry.fn = fn
@@ -509,6 +547,14 @@ class JitFunction:
             if entry is None:  # tracing leaves captured state as it was: nothing runs
                 entry = self._build(args, kwargs, key)
         return entry
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every trace made so far runs compiled (the background compiles finished
+        and were loaded); False if `timeout` seconds passed first. Benchmarks and tests that
+        need the compiled tier call this after the first call (or use block=True)."""
+        with self._lock:
+            entries = [e for es in self._cache.values() for e in es]
+        return all(e.wait(timeout) for e in entries)
 
     def clear_cache(self) -> None:
         """Forget every trace (e.g. after replacing a captured tensor by another object)."""
@@ -568,9 +614,15 @@ def jit(
     static_argnames: str | Sequence[str] = (),
     device: str = "cpu",
     parallel: bool = True,
+    block: bool | None = None,
 ) -> Any:
     """Compile `fn`: trace it once per input signature into a tape (forward, and the adjoint
     equations of any backward it runs), optimize it, and run that from then on.
+
+    Tiered: while a new trace's Numba functions compile in a background worker process, its
+    calls run eagerly (the same results and state changes); they switch to the compiled
+    program once it is loaded. `block=True` (or `TRACEGRAD_JIT_BLOCK=1` for the default)
+    makes the first call compile and run compiled instead; `f.wait()` waits for the worker.
 
     `@tg.jit` and `tg.jit(f, static_argnums=(1,))` both work. Tensors the function reads
     without receiving them (parameters, optimizer state, `.grad`) are captured: read afresh at
@@ -580,7 +632,7 @@ def jit(
     `torch.compile(model)`; nn/compiled.py). See docs/jit.md.
     """
     if fn is None:
-        return lambda f: jit(f, static_argnums, static_argnames, device, parallel)
+        return lambda f: jit(f, static_argnums, static_argnames, device, parallel, block)
     compile_module = getattr(fn, "__tg_jit__", None)
     if compile_module is not None:  # a module: tg.jit(model) (nn/compiled.py)
         return compile_module(
@@ -588,8 +640,9 @@ def jit(
             static_argnames=static_argnames,
             device=device,
             parallel=parallel,
+            block=block,
         )
-    return JitFunction(fn, static_argnums, static_argnames, device, parallel)
+    return JitFunction(fn, static_argnums, static_argnames, device, parallel, block)
 
 
 def compile(
