@@ -70,7 +70,7 @@ elif mode == "jit(model)":
 else:
     run = step
 marks = {}
-stats = getattr(run, "stats", None) or (getattr(cm, "stats", None) if mode == "jit(model)" else None)
+stats = cm.stats if mode == "jit(model)" else getattr(run, "stats", None)
 eager_calls = 0
 t1 = time.perf_counter()
 for i in range(steps):
