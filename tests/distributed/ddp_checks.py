@@ -100,6 +100,11 @@ def distributed(arch: str, opt_kind: str, form: str) -> np.ndarray:
         return loss
 
     run = tg.jit(step) if form == "jit_step" else step
+    if form == "jit_step_mixed_tiers":
+        # rank 0 compiles on its second call; rank 1 runs its first three calls eagerly (the
+        # worker's job held back) while rank 0 runs compiled: the eager and the compiled DDP
+        # step must issue the same all-reduces in the same order
+        run = tg.jit(step, block=rank == 0)
 
     def half_backward(x, y):
         (F.cross_entropy(ddp(x), y) / 2).backward()
@@ -117,6 +122,39 @@ def distributed(arch: str, opt_kind: str, form: str) -> np.ndarray:
             opt.step()
         if form == "jit_no_sync":
             results["stats_jit_no_sync"] = dict(accumulate.stats)
+    elif form == "jit_step_mixed_tiers":
+        import os
+        import tempfile
+
+        from tracegrad.runtime import compile_cache, compile_worker
+
+        # this program was compiled above (jit_step): start from empty caches
+        before = os.environ["TRACEGRAD_CACHE_DIR"]
+        os.environ["TRACEGRAD_CACHE_DIR"] = tempfile.mkdtemp(prefix=f"tracegrad-mixed-{rank}-")
+        compile_cache.clear_memory()
+        held = compile_worker.hold() if rank != 0 else None
+        if held is not None:
+            held.__enter__()
+        for s in range(len(X)):
+            if s == 3 and held is not None:
+                held.__exit__(None, None, None)
+                run.wait()
+            run(X[s][mine], Y[s][mine])
+        counts = tg.tensor([run.stats["calls_while_compiling"]])
+        both = [tg.zeros_like(counts) for _ in range(size)]
+        dist.all_gather(both, counts)
+        results["mixed_tiers_calls_while_compiling"] = [int(b.item()) for b in both]
+        # by default a distributed job's tg.jit blocks (every rank switches at the same call)
+        os.environ["TRACEGRAD_JIT_BLOCK"] = "0"
+        compile_cache.clear_memory()
+        default = tg.jit(lambda a: (a * 3).sin().sum())
+        default(tg.ones(3, dtype=tg.float64))
+        results["distributed_jit_blocks_by_default"] = [
+            default.stats["calls_while_compiling"],
+            default.stats["compiles"] + default.stats["disk_hits"],
+        ]
+        os.environ["TRACEGRAD_JIT_BLOCK"] = "1"
+        os.environ["TRACEGRAD_CACHE_DIR"] = before
     else:
         for s in range(len(X)):
             run(X[s][mine].to(device), Y[s][mine].to(device))
@@ -195,6 +233,7 @@ for arch, opt_kind, form in [
     ("mlp", "adam", "jit_step"),
     ("cnn", "adam", "jit_step"),
     ("mlp", "adam", "ddp_of_jit_model"),
+    ("mlp", "sgd", "jit_step_mixed_tiers"),
 ] + ([("mlp", "sgd", "cuda")] if tg.cuda.is_available() else []):
     want = reference(arch, opt_kind, accumulate=form in ("no_sync", "jit_no_sync"))
     compare(f"{arch}_{opt_kind}_{form}", distributed(arch, opt_kind, form), want)

@@ -81,6 +81,7 @@ def test_collectives_equal_numpy(results):
         "mlp_adam_jit_step",
         "cnn_adam_jit_step",
         "mlp_adam_ddp_of_jit_model",
+        "mlp_sgd_jit_step_mixed_tiers",
         "mlp_sgd_after_a_failed_backward",
     ],
 )
@@ -88,7 +89,23 @@ def test_two_ranks_train_as_one_process_on_the_whole_batch(results, case):
     r = results[case]
     assert r["moved"] > 1e-3  # the training did something
     assert r["vs_one_process"] <= 1e-10
-    assert r["across_ranks"] == 0.0  # the ranks hold identical parameters
+    if case.endswith("mixed_tiers"):
+        # ranks that ran some steps eagerly and some compiled: the same averaged gradients,
+        # applied through different code (fused, reassociated), so the last bits may differ
+        assert r["across_ranks"] <= 1e-15
+    else:
+        assert r["across_ranks"] == 0.0  # the ranks hold identical parameters
+
+
+def test_ranks_on_different_tiers_exchange_the_same_all_reduces(results):
+    # rank 0 (block=True) ran calls 2-4 compiled, rank 1 (block=False) calls 2-3 eagerly while
+    # its worker's job was held back: mlp_sgd_jit_step_mixed_tiers above still trained as one
+    # process
+    assert results["mixed_tiers_calls_while_compiling"] == [0, 2]
+    # which is why a distributed job's tg.jit blocks unless told otherwise: compiled on the
+    # first call, no eager calls, on every rank
+    calls, compiled = results["distributed_jit_blocks_by_default"]
+    assert calls == 0 and compiled >= 1
 
 
 def test_cuda_tensors_take_part_through_the_host(results):

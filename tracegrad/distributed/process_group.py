@@ -102,6 +102,13 @@ def init_process_group(
     group.threaded = mpi.Query_thread() == mpi.THREAD_MULTIPLE
     if world.size > 1:
         _abort_on_uncaught_exceptions()
+        # tg.jit blocks on its first call (block=None): otherwise each rank would switch from
+        # the eager tier to the compiled one at its own call, and ranks applying the same
+        # averaged gradients through different code would hold parameters that differ in the
+        # last bit (runtime/compile_worker.py)
+        from ..runtime import compile_worker
+
+        compile_worker.block_by_default("distributed", True)
 
 
 def _abort_on_uncaught_exceptions() -> None:
@@ -169,6 +176,9 @@ def destroy_process_group(group_: Any = None) -> None:
         for comm in (group.comm, group.ddp_comm):
             comm.Free()
     group.comm = group.ddp_comm = None
+    from ..runtime import compile_worker
+
+    compile_worker.block_by_default("distributed", False)
 
 
 # ------------------------------------------------------------------------------------------

@@ -153,6 +153,23 @@ _failed_to_start: str | None = None
 _held: list[tuple[_Worker, str, list, Job]] | None = None  # hold(): jobs not yet sent
 
 
+_blocking: set[str] = set()  # why tg.jit's block=None means True (block_by_default)
+
+
+def block_by_default(reason: str, on: bool) -> None:
+    """Make `tg.jit(..., block=None)` compile on the first call while `reason` holds: a
+    distributed job, whose ranks must switch tiers at the same call (process_group.py)."""
+    if on:
+        _blocking.add(reason)
+    else:
+        _blocking.discard(reason)
+
+
+def blocks_by_default() -> bool:
+    """What `block=None` means now: TRACEGRAD_JIT_BLOCK=1, or a reason above."""
+    return os.environ.get("TRACEGRAD_JIT_BLOCK", "0") == "1" or bool(_blocking)
+
+
 def enabled() -> bool:
     """Whether a worker can take jobs (not inside the worker itself; not after one failed to
     start). Whether a jitted function uses it is `tg.jit`'s `block`."""

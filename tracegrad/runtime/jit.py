@@ -45,6 +45,7 @@ from ..tensor import Tensor, tracing
 from ..trace.pystate import compile_code, compile_scalars, describe, module_edits, same
 from ..trace.tracer import NeedsEagerCall, trace
 from .compiled_function import AutogradProgram, CompiledFunctionBackward, JointTrace
+from . import compile_worker
 from .executor import build_executable, debug_level
 
 
@@ -319,8 +320,8 @@ class JitFunction:
         self.device = device
         self.parallel = bool(parallel)
         self.options = (("parallel", bool(parallel)),)
-        # block=None: TRACEGRAD_JIT_BLOCK=1 blocks, else calls run eagerly while a new trace
-        # compiles in the background (read at each build, so tests may set it)
+        # block=None: TRACEGRAD_JIT_BLOCK=1 or a distributed job blocks, else calls run eagerly
+        # while a new trace compiles in the background (decided at each trace)
         self.block = block
         self.stats = {
             "traces": 0,
@@ -498,7 +499,7 @@ class JitFunction:
             _check_on_cpu(self.fn, captured, "captured tensor")
         block = self.block
         if block is None:
-            block = os.environ.get("TRACEGRAD_JIT_BLOCK", "0") == "1"
+            block = compile_worker.blocks_by_default()
         if not joint.joint:
             executable = build_executable(tape, self.device, self.parallel, self.stats, block)
             entry = Entry(tape, tracer, out_tree, executable, False)
