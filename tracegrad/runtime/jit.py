@@ -44,8 +44,8 @@ from ..tape.split import split_joint
 from ..tensor import Tensor, tracing
 from ..trace.pystate import compile_code, compile_scalars, describe, module_edits, same
 from ..trace.tracer import NeedsEagerCall, trace
-from .compiled_function import AutogradProgram, CompiledFunctionBackward, JointTrace
 from . import compile_worker
+from .compiled_function import AutogradProgram, CompiledFunctionBackward, JointTrace
 from .executor import build_executable, debug_level
 
 
