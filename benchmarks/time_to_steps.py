@@ -93,7 +93,13 @@ MODES = {"eager": "0", "jit": "0", "jit block": "1", "jit(model)": "0"}
 
 def run_one(workload: str, mode: str, steps: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="tracegrad-cold-") as cache:
-        env = dict(os.environ, TRACEGRAD_CACHE_DIR=cache, TRACEGRAD_JIT_BLOCK=MODES[mode])
+        # a worker still compiling at the end must not run on into the next process's time
+        env = dict(
+            os.environ,
+            TRACEGRAD_CACHE_DIR=cache,
+            TRACEGRAD_JIT_BLOCK=MODES[mode],
+            TRACEGRAD_COMPILE_WORKER_AT_EXIT="kill",
+        )
         out = subprocess.run(
             [sys.executable, "-c", _CHILD, workload, mode, str(steps)],
             env=env,

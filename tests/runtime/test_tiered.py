@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -214,33 +215,60 @@ def test_the_worker_is_reaped_at_shutdown(cold_cache):
     assert compile_worker.worker_pid() is None
 
 
-def test_exit_while_compiling_leaves_no_process(tmp_path):
-    script = textwrap.dedent(
-        """
-        import os, tracegrad as tg
-        f = tg.jit(lambda a: (a * 2 + 1).sqrt().sum(), block=False)
-        f(tg.ones(3))
-        from tracegrad.runtime import compile_worker
-        print(compile_worker.worker_pid(), f.stats["calls_while_compiling"], flush=True)
-        """
-    )
-    env = dict(os.environ, TRACEGRAD_CACHE_DIR=str(tmp_path), TRACEGRAD_JIT_BLOCK="0")
+EXITS_WHILE_COMPILING = textwrap.dedent(
+    """
+    import tracegrad as tg
+    from tracegrad.runtime import compile_worker
+    f = tg.jit(lambda a: (a * 2 + 1).sqrt().sum(), block=False)
+    f(tg.ones(3))
+    print(compile_worker.worker_pid(), f.stats["calls_while_compiling"], f.stats["compiles"],
+          flush=True)
+    """
+)
+
+
+def run_script(cache, **env):
+    env = dict(os.environ, TRACEGRAD_CACHE_DIR=str(cache), TRACEGRAD_JIT_BLOCK="0", **env)
     done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", EXITS_WHILE_COMPILING],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    pid, calls = map(int, done.stdout.split())
+    pid, calls, compiles = done.stdout.split()
+    return (None if pid == "None" else int(pid)), int(calls), int(compiles)
+
+
+def test_exit_while_compiling_finishes_the_job_for_the_next_run(tmp_path):
+    pid, calls, _ = run_script(tmp_path)
+    assert calls == 1  # the process ended before its compile did (it never waited)
+    # the worker, orphaned, finishes the job and exits (reaped by init: not left a zombie)
+    deadline = time.monotonic() + 300
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid)
+    # the next run finds the machine code: loaded at the trace, no call runs eagerly
+    pid, calls, compiles = run_script(tmp_path, TRACEGRAD_COMPILE_WORKER_AT_EXIT="kill")
+    assert calls == 0 and compiles == 0
+    assert pid is None  # no worker needed
+
+
+def test_exit_with_kill_stops_the_worker_at_once(tmp_path):
+    pid, calls, _ = run_script(tmp_path, TRACEGRAD_COMPILE_WORKER_AT_EXIT="kill")
     assert calls == 1
-    # the parent's exit killed and reaped it: no such process (not even a zombie)
-    assert not os.path.exists(f"/proc/{pid}") or _state(pid) not in ("R", "S", "D", "Z")
+    assert not _alive(pid)  # killed and reaped by the exiting process
 
 
-def _state(pid):
+def _alive(pid):
+    """Whether `pid` is a process that has not exited (a zombie counts as exited)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0]
+            state = f.read().rsplit(")", 1)[-1].split()[0]
     except OSError:
-        return None
+        return False
+    return state not in ("Z", "X")
 
 
 def test_signature_predictions_are_checked(monkeypatch):

@@ -13,10 +13,14 @@ it is the code's).
 
 One worker per process, started on the first job (`python -m tracegrad.runtime.compile_worker`,
 not `multiprocessing`: spawn would run the user's script again), reused by every jitted
-function, killed and reaped at exit. It reads its jobs from a pipe: when the parent dies
-without exiting cleanly, the pipe closes and the worker exits after the function it is
-compiling. A separate process, not a thread, because Numba's compiler holds the GIL for most
-of a compile (a background thread made the compile 2x and the eager calls 1.8x slower).
+function. It reads its jobs from a pipe. When the process exits (or dies) the pipe closes: the
+worker finishes the jobs it was given, so that their machine code is in the disk cache for the
+next run (a short script that exits before its compile is done would otherwise never get it),
+and exits; it holds none of the parent's other file descriptors, so nothing waiting on the
+parent's output waits on it. `TRACEGRAD_COMPILE_WORKER_AT_EXIT=kill` kills and reaps it at exit
+instead (benchmarks timing processes one after another). A separate process, not a thread,
+because Numba's compiler holds the GIL for most of a compile (a background thread made the
+compile 2x and the eager calls 1.8x slower).
 
 Protocol: each message is a 4-byte little-endian length, then a pickle. Parent to worker:
 `(job_id, cache_dir, [(source, signature), ...])`; worker to parent: `(job_id, compiled,
@@ -243,7 +247,8 @@ def worker_pid() -> int | None:
 
 
 def shutdown() -> None:
-    """Stop and reap the worker (at exit; tests). The next job starts a new one."""
+    """Stop and reap the worker now (tests; TRACEGRAD_COMPILE_WORKER_AT_EXIT=kill at exit). The
+    next job starts a new one."""
     global _worker
     with _worker_lock:
         worker, _worker = _worker, None
@@ -251,7 +256,21 @@ def shutdown() -> None:
         worker.close()
 
 
-atexit.register(shutdown)
+def _at_exit() -> None:
+    if os.environ.get("TRACEGRAD_COMPILE_WORKER_AT_EXIT") == "kill":
+        shutdown()
+        return
+    # end of its input: the worker finishes the jobs it has, writes them to the disk cache and
+    # exits (reparented to init, which reaps it)
+    worker = _worker
+    if worker is not None:
+        try:
+            worker.proc.stdin.close()
+        except OSError:
+            pass
+
+
+atexit.register(_at_exit)
 
 
 # ---- the worker's end ------------------------------------------------------------------------
@@ -284,7 +303,10 @@ def _serve() -> None:
             import traceback
 
             error = traceback.format_exc()
-        _send(answers, (job_id, compiled, error))
+        try:
+            _send(answers, (job_id, compiled, error))
+        except OSError:
+            pass  # the parent has exited: the remaining jobs still fill the disk cache
 
 
 if __name__ == "__main__":
