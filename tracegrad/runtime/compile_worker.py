@@ -81,6 +81,12 @@ class _Worker:
         env = dict(os.environ)
         # the worker's own stdout is the protocol; it never starts workers of its own
         env["TRACEGRAD_COMPILE_WORKER"] = "child"
+        # the same tracegrad as this process, wherever this one found it (a script run from a
+        # source tree puts the tree on sys.path; `python -m` in the child would not)
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (here, os.environ.get("PYTHONPATH", "")) if p
+        )
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tracegrad.runtime.compile_worker"],
             stdin=subprocess.PIPE,
