@@ -16,12 +16,7 @@ from . import (
     accelerator,
     autograd,
     cuda,
-    distributed,  # MPI through mpi4py, imported only by init_process_group
-    models,
-    nn,
     ops,
-    optim,
-    utils,
 )
 from . import functions as _functions
 from ._tensor_str import set_printoptions
@@ -47,3 +42,20 @@ for _name in _functions.OUT_FUNCTIONS:
 del _name
 
 __version__ = "0.1.0"
+
+
+# The layers above the core are imported on first use (`tg.nn`, `from tracegrad import optim`,
+# `import tracegrad.models`): `import tracegrad` stays the core's cost (docs/layout.md).
+_LAZY_SUBPACKAGES = ("distributed", "models", "nn", "optim", "utils")
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY_SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_LAZY_SUBPACKAGES))

@@ -23,21 +23,11 @@ under HELPERS_VERSION, so a change to any of them must bump it.
 
 from __future__ import annotations
 
-from ..ops.kernels import (
-    add_rows,
-    check_index,
-    erf_f32,
-    exp_f32,
-    take_rows,
-    tanh_f32,
-    uniform_f32,
-    uniform_f64,
-)
+from typing import Any
 
 HELPERS_VERSION = 6
 
-__all__ = [
-    "HELPERS_VERSION",
+_HELPERS = (
     "add_rows",
     "check_index",
     "erf_f32",
@@ -46,4 +36,22 @@ __all__ = [
     "tanh_f32",
     "uniform_f32",
     "uniform_f64",
-]
+)
+
+
+def __getattr__(name: str) -> Any:
+    """The helpers, as Numba dispatchers (made on this first import from generated code: the
+    kernels of ops/ are lazy, ops/lazy_numba.py), not their lazy stand-ins, which Numba cannot
+    type; `codegen/cpu.py` reads HELPERS_VERSION without making them."""
+    if name not in _HELPERS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from ..ops import kernels
+    from ..ops.lazy_numba import materialize
+
+    materialize()
+    value = getattr(kernels, name)
+    globals()[name] = value
+    return value
+
+
+__all__ = ["HELPERS_VERSION", *_HELPERS]

@@ -15,9 +15,8 @@ does, 10-50x faster. `check_index` is `ops.index_check` compiled.
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+
+from .lazy_numba import intrinsic, njit  # Numba is imported at the first kernel call
 
 _HI = np.float32(88.72283)  # exp(_HI) is the largest finite float32
 _LO = np.float32(-103.97208)  # below it exp underflows to 0 even as a subnormal
@@ -26,6 +25,9 @@ _LO = np.float32(-103.97208)  # below it exp underflows to 0 even as a subnormal
 @intrinsic
 def _float32_from_bits(typingctx, bits):  # noqa: ANN001, ANN202
     """Reinterpret an int32 as a float32 (to build 2**n from its exponent bits)."""
+    from llvmlite import ir
+    from numba import types
+
     sig = types.float32(types.int32)
 
     def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202

@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from . import winograd
 from .core import Aval, defop, is_scalar, result_type, shape_error, unbroadcast
@@ -34,6 +33,7 @@ from .kernels import (
     softmax_rows,
     softmax_rows_f32,
 )
+from .lazy_numba import njit  # Numba is imported at the first kernel call
 from .linalg import matmul
 from .reduce import logsumexp, mean
 from .reduce import sum as sum_

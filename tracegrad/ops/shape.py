@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from .core import (
     Aval,
@@ -25,6 +24,7 @@ from .core import (
     unbroadcast,
 )
 from .kernels import add_rows
+from .lazy_numba import njit  # Numba is imported at the first kernel call
 
 
 class _ArraySlot:

@@ -36,8 +36,9 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from numba import njit
 from numpy.lib.stride_tricks import as_strided
+
+from .lazy_numba import njit  # Numba is imported at the first kernel call
 
 
 def eligible(x_shape: tuple, w_shape: tuple, stride: tuple, dilation: tuple, groups: int) -> bool:
