@@ -5,11 +5,12 @@ runs a Numba kernel (or runs one only later) should not pay that up front. The e
 `ops/` are therefore declared with this module's decorators: each returns a `Lazy` stand-in
 that makes the real dispatcher on its first call. The first call makes *every* pending kernel,
 so that a kernel calling another one (`take_rows` -> `_row`, `exp_array` -> `exp_f32`) finds a
-real dispatcher in its module's globals when Numba types it; each module global that named a
-stand-in is rebound to its dispatcher, so calls from the defining module go straight to Numba.
-A name imported elsewhere (`from .kernels import exp_array`) keeps the stand-in, which forwards
-(one Python call, ~0.2 us). Generated code imports the helpers through
-`codegen/numba_helpers.py`, which calls `materialize()` first and re-exports the dispatchers.
+real dispatcher in its module's globals when Numba types it, and every tracegrad module's
+global that named a stand-in (`from .kernels import exp_array` included) is rebound to its
+dispatcher, so eager ops call Numba directly as before. A stand-in held anywhere else (a user's
+own `from tracegrad.ops.kernels import ...` made earlier) forwards: one Python call, ~0.2 us.
+Generated code imports the helpers through `codegen/numba_helpers.py`, which makes them first
+and re-exports the dispatchers.
 
 Numba's own caching is unchanged: `cache=True` keys on the function's file and line.
 """
@@ -64,10 +65,17 @@ def materialize() -> None:
         made = list(_pending)
         for lazy in made:
             lazy.real = lazy._make(lazy.py_func)
-        for lazy in made:
-            module = sys.modules.get(lazy.module)
-            if module is not None and module.__dict__.get(lazy.__name__) is lazy:
-                module.__dict__[lazy.__name__] = lazy.real
+        # every tracegrad module's global that names a stand-in now names the dispatcher (the
+        # defining module's, and `from .kernels import exp_array` elsewhere): calls go straight
+        # to Numba; a stand-in held anywhere else forwards
+        real = {id(lazy): lazy.real for lazy in made}
+        for name, module in list(sys.modules.items()):
+            if name != "tracegrad" and not name.startswith("tracegrad."):
+                continue
+            namespace = getattr(module, "__dict__", None) or {}
+            for key, value in list(namespace.items()):
+                if type(value) is Lazy and id(value) in real:
+                    namespace[key] = real[id(value)]
         del _pending[: len(made)]
 
 
