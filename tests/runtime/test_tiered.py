@@ -281,3 +281,27 @@ def test_signature_predictions_are_checked(monkeypatch):
     f = tg.jit(lambda a: (a * 11).sum(), block=True)
     with pytest.raises(AssertionError, match="was predicted to take"):
         f(tg.ones(2, 2))
+
+
+def test_eager_calls_while_compiling_leave_the_worker_a_core(cold_cache):
+    from tracegrad.runtime import blas_threads
+
+    before = blas_threads.threads()
+    if before is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS this process can reach")
+    cpus = blas_threads._cpus()
+    seen = []
+
+    def f(a):
+        seen.append(blas_threads.threads())  # at the trace, and at the eager call
+        return (a * 2).sum()
+
+    jf = tg.jit(f, block=False)
+    with compile_worker.hold():
+        jf(tg.ones(3))
+    assert jf.stats["calls_while_compiling"] == 1
+    assert seen[-1] == (cpus - 1 if before >= cpus and cpus > 1 else before)
+    assert blas_threads.threads() == before  # restored after the call
+    assert jf.wait(timeout=600)
+    jf(tg.ones(3))  # compiled: the function body does not run, nothing changes
+    assert blas_threads.threads() == before

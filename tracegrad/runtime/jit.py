@@ -45,6 +45,7 @@ from ..tensor import Tensor, tracing
 from ..trace.pystate import compile_code, compile_scalars, describe, module_edits, same
 from ..trace.tracer import NeedsEagerCall, trace
 from . import compile_worker
+from .blas_threads import leave_one_core
 from .compiled_function import AutogradProgram, CompiledFunctionBackward, JointTrace
 from .executor import build_executable, debug_level
 
@@ -419,8 +420,7 @@ class JitFunction:
                 entry = self._fast.get(fast_key)
                 if entry is not None and not entry.eager:
                     if entry.pending and not entry.compiled_ready():
-                        self.stats["calls_while_compiling"] += 1
-                        return self.fn(*args, **kwargs)
+                        return self._while_compiling(args, kwargs)
                     why, values = entry.check() if entry.checked else (None, None)
                     if why is None:
                         self.stats["memory_hits"] += 1
@@ -452,11 +452,16 @@ class JitFunction:
             self.stats["eager_calls"] += 1
             return self.fn(*args, **kwargs)
         if entry.pending and not entry.compiled_ready():
-            # the first tier: the worker is compiling this trace; the call runs eagerly
-            self.stats["calls_while_compiling"] += 1
-            return self.fn(*args, **kwargs)
+            return self._while_compiling(args, kwargs)
         arrays = [t._data if isinstance(t, Tensor) else t for t in dynamic]
         return entry.run(arrays, None, dynamic, (args, kwargs))
+
+    def _while_compiling(self, args: tuple, kwargs: dict) -> Any:
+        """The first tier: the worker is compiling this trace; the call runs eagerly, with
+        one core left to the worker (blas_threads.py)."""
+        self.stats["calls_while_compiling"] += 1
+        with leave_one_core():
+            return self.fn(*args, **kwargs)
 
     def _lookup(self, key: Any) -> tuple[Entry | None, str]:
         entries = self._cache.get(key)
