@@ -197,3 +197,27 @@ def test_compiled_index_lookups_raise_for_out_of_range_indices() -> None:
     loss(tg.randn(2, 4), tg.tensor([0, 3]))
     with pytest.raises(IndexError, match="target 4 is out of bounds for size 4"):
         loss(tg.randn(2, 4), tg.tensor([0, 4]))
+
+
+@pytest.mark.parametrize("dim", [0, 1, 2])
+def test_cat_compiles_to_one_helper_call_per_input(dim):
+    # cat's lowering (ops/shape.py): `cat_into` per input, for any dim, for inputs that are
+    # arguments, loop results, permuted views made inside the segment, and empty along dim
+    rng = np.random.default_rng(dim)
+    shape = [3, 4, 5]
+    a = tg.tensor(rng.standard_normal(shape))
+    b = tg.tensor(rng.standard_normal(shape[::-1]))
+    empty = list(shape)
+    empty[dim] = 0
+
+    def f(a, b):
+        parts = [a * 2, b.permute(2, 1, 0), tg.zeros(*empty, dtype=tg.float64), a.exp()]
+        parts += [a[..., :1].expand(*shape) * k for k in range(20)]  # many inputs
+        return (tg.cat(parts, dim=dim) + 1).sin()
+
+    jf = tg.jit(f)
+    got, want = jf(a, b), f(a, b)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
+    source = jf.source(a, b)
+    assert "cat_into(" in source and "np.concatenate" not in source

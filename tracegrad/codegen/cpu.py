@@ -156,8 +156,8 @@ class SegmentWriter:
         w.line(
             "from tracegrad.codegen.numba_helpers import (  # helpers "
             f"v{HELPERS_VERSION}\n"
-            "    add_rows, check_index, erf_f32, exp_f32, take_rows, tanh_f32, uniform_f32,\n"
-            "    uniform_f64,\n)"
+            "    add_rows, cat_into, check_index, erf_f32, exp_f32, take_rows, tanh_f32,\n"
+            "    uniform_f32, uniform_f64,\n)"
         )
         w.line("")
         w.line("")

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 from typing import Any
 
-HELPERS_VERSION = 6
+HELPERS_VERSION = 7
 
 _HELPERS = (
     "add_rows",
+    "cat_into",
     "check_index",
     "erf_f32",
     "exp_f32",

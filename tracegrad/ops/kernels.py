@@ -184,6 +184,29 @@ def add_rows(out, index, g):  # noqa: ANN001, ANN201
 
 
 @njit(cache=True)
+def cat_into(out, x, at, dim):  # noqa: ANN001, ANN201
+    """out[..., at:at + x.shape[dim], ...] = x, through (outer, size * inner) views of both;
+    returns at + x.shape[dim]. `cat`'s compiled lowering calls this once per input: one call
+    in the segment instead of a loop nest (the copy loops of 29 inputs, each vectorized with
+    its own aliasing checks, took LLVM 4 s in one GPT segment; np.concatenate 6 s). `out` is
+    C-contiguous."""
+    outer = 1
+    for d in range(dim):
+        outer *= x.shape[d]
+    inner = 1
+    for d in range(dim + 1, x.ndim):
+        inner *= x.shape[d]
+    n = x.shape[dim]
+    src = np.ascontiguousarray(x).reshape((outer, n * inner))
+    dst = out.reshape((outer, out.shape[dim] * inner))
+    start = at * inner
+    for o in range(outer):
+        for k in range(n * inner):
+            dst[o, start + k] = src[o, k]
+    return at + n
+
+
+@njit(cache=True)
 def check_index(x, size, what):  # noqa: ANN001, ANN201
     """x, after checking 0 <= x < size everywhere (`ops.index_check`)."""
     for v in np.ascontiguousarray(x).ravel():

@@ -390,6 +390,17 @@ def _cat_vjp(g: Any, out: Any, *xs: Any, dim: int, argnum: int) -> Any:
     return getitem(g, idx=idx)
 
 
+def _cat_source(e: Any, ins: list, out: str, dims: list) -> list[str]:
+    """Each input copied into its place by the helper `cat_into` (ops/kernels.py), one call per
+    input. Measured on clip_grad_norm_'s cat of a GPT's 29 per-parameter norms: the segment
+    holding it compiled in 7.2 s with `np.concatenate` (6.1 s in LLVM), 5.3 s with a copy
+    loop per input (LLVM vectorizes each, with aliasing checks), 2.7 s without the cat."""
+    dim = e.params["dim"]
+    lines = [f"{out} = np.empty(({', '.join(dims)},), {numba_dtype(e.out.dtype)})", f"{out}_at = 0"]
+    lines += [f"{out}_at = cat_into({out}, {x}, {out}_at, {dim})" for x in ins]
+    return lines
+
+
 cat = defop(
     "cat",
     forward=lambda *xs, dim: np.concatenate(xs, axis=dim),
@@ -401,9 +412,7 @@ cat = defop(
     variadic=True,
     call=Call(
         applies=lambda e: e.out.ndim > 0 and all(x.dtype == e.out.dtype for x in e.inputs),
-        source=lambda e, ins, out, dims: [
-            f"{out} = np.concatenate(({', '.join(ins)},), axis={e.params['dim']})"
-        ],
+        source=_cat_source,
     ),
     new_array=True,
 )
