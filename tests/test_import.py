@@ -80,3 +80,30 @@ def test_the_upper_layers_import_on_first_use():
         """
     )
     assert out == ["(3, 2) SGD resnet18", "DataLoader False", "True"]
+
+
+def test_every_module_imports_after_the_package_and_sees_the_tensor_module():
+    # imported after `import tracegrad` (the lazy layers are, now), `from ... import tensor`
+    # would get the package's `tg.tensor` *function*, not the module: DDP once did
+    out = run(
+        """
+        import importlib, pkgutil, sys
+        import tracegrad
+        names = [m.name for m in pkgutil.walk_packages(tracegrad.__path__, "tracegrad.")]
+        skip = ("tracegrad.runtime.compile_worker",)
+        for name in names:
+            if not name.startswith(skip):
+                importlib.import_module(name)
+        tensor_module = sys.modules["tracegrad.tensor"]
+        wrong = [
+            f"{m.__name__}.{k}"
+            for m in list(sys.modules.values())
+            if getattr(m, "__name__", "").startswith("tracegrad")
+            for k, v in vars(m).items()
+            if v is tracegrad.tensor and k != "tensor"
+        ]
+        from tracegrad.nn.parallel import distributed as ddp
+        print(len(names) > 50, wrong, ddp.tracing is tensor_module.tracing)
+        """
+    )
+    assert out == ["True [] True"]

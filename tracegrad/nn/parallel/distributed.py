@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from ... import tensor as _tensor
 from ...autograd import engine
+from ...tensor import Tensor, tracing
 from ..module import Module
 
 FIRST_BUCKET_BYTES = 1024 * 1024
@@ -76,7 +76,7 @@ def _store(t: Any, values: np.ndarray) -> None:
     from ...autograd.grad_mode import no_grad
 
     with no_grad():  # on a GPU, or read-only memory: an ordinary in-place copy
-        t.copy_(_tensor.Tensor._wrap(np.array(values)).to(t.device))
+        t.copy_(Tensor._wrap(np.array(values)).to(t.device))
 
 
 class _Done:
@@ -203,7 +203,7 @@ class DistributedDataParallel(Module):
             tensors = list(self.module.parameters()) + tensors
         if not tensors or self._group.comm.size == 1:
             return
-        tracer = _tensor.tracing.tracer
+        tracer = tracing.tracer
         if tracer is not None:
             from ...autograd.grad_mode import no_grad
             from ...distributed.collectives import broadcast_op
@@ -282,7 +282,7 @@ class DistributedDataParallel(Module):
             run.ready = [set() for _ in self._buckets]
             run.next = 0
             run.started = None
-            run.traced = _tensor.tracing.tracer is not None
+            run.traced = tracing.tracer is not None
             engine.queue_callback(self._finish)
         run.ready[self._where[id(p)]].add(id(p))
         self._launch_ready()
@@ -326,7 +326,7 @@ class DistributedDataParallel(Module):
                 parts.append(
                     g.reshape(-1)
                     if g is not None
-                    else _tensor.Tensor._wrap(np.zeros(p.numel(), dtype=bucket.dtype))
+                    else Tensor._wrap(np.zeros(p.numel(), dtype=bucket.dtype))
                 )
             flat = F.cat(parts) if len(parts) > 1 else parts[0]
             # after the previous bucket's start: the same order on every rank
@@ -375,7 +375,7 @@ class DistributedDataParallel(Module):
                 n = p.numel()
                 avg = flat[off : off + n].reshape(p.shape)
                 if p.grad is None:
-                    p.grad = _tensor.Tensor._wrap(avg.copy()).to(p.device)
+                    p.grad = Tensor._wrap(avg.copy()).to(p.device)
                 else:
                     _store(p.grad, avg)
 
