@@ -305,3 +305,26 @@ def test_eager_calls_while_compiling_leave_the_worker_a_core(cold_cache):
     assert jf.wait(timeout=600)
     jf(tg.ones(3))  # compiled: the function body does not run, nothing changes
     assert blas_threads.threads() == before
+
+
+def test_submitting_a_job_never_waits_for_the_worker(cold_cache):
+    import signal
+    import threading
+
+    f = tg.jit(lambda a: (a + 3).cos().sum(), block=False)
+    f(tg.ones(2))
+    assert f.wait(timeout=600)
+    pid = compile_worker.worker_pid()
+    os.kill(pid, signal.SIGSTOP)  # a worker busy for as long as it takes
+    try:
+        # a job larger than a pipe's buffer: written by the worker's writer thread, not here
+        big = [("x = 1\n" + "#" * 300_000, ())]
+        returned = threading.Event()
+        threading.Thread(
+            target=lambda: (compile_worker.submit(str(cold_cache), big), returned.set()),
+            daemon=True,
+        ).start()
+        assert returned.wait(60)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        compile_worker.shutdown()

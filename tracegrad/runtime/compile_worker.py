@@ -33,6 +33,7 @@ from __future__ import annotations
 import atexit
 import os
 import pickle
+import queue
 import struct
 import subprocess
 import sys
@@ -98,9 +99,16 @@ class _Worker:
         self.jobs: dict[int, Job] = {}
         self.next_id = 0
         self.lock = threading.Lock()
-        self.reader = threading.Thread(
-            target=self._read, name="tracegrad-compile-worker", daemon=True
+        # jobs are written by a thread of their own: a job larger than the pipe's buffer would
+        # otherwise block the submitting call until the worker finished its current job
+        self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.writer = threading.Thread(
+            target=self._write, name="tracegrad-compile-jobs", daemon=True
         )
+        self.reader = threading.Thread(
+            target=self._read, name="tracegrad-compile-answers", daemon=True
+        )
+        self.writer.start()
         self.reader.start()
 
     def alive(self) -> bool:
@@ -112,13 +120,31 @@ class _Worker:
             job_id = self.next_id
             self.next_id += 1
             self.jobs[job_id] = job
-            try:
-                _send(self.proc.stdin, (job_id, cache_dir, items))
-            except (OSError, ValueError) as e:  # the worker is gone
-                del self.jobs[job_id]
-                job.error = f"the compile worker could not be reached ({e})"
-                job.done.set()
+        self.outbox.put((job_id, cache_dir, items))
         return job
+
+    def _write(self) -> None:
+        while True:
+            message = self.outbox.get()
+            if message is None:  # end of input (exit): the worker finishes what it has
+                break
+            try:
+                _send(self.proc.stdin, message)
+            except (OSError, ValueError) as e:  # the worker is gone
+                with self.lock:
+                    job = self.jobs.pop(message[0], None)
+                if job is not None:
+                    job.error = f"the compile worker could not be reached ({e})"
+                    job.done.set()
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+
+    def end_input(self, timeout: float) -> None:
+        """Send what is queued, then close the worker's input (it exits after those jobs)."""
+        self.outbox.put(None)
+        self.writer.join(timeout)
 
     def _read(self) -> None:
         while True:
@@ -145,10 +171,7 @@ class _Worker:
     def close(self) -> None:
         """Stop the worker now (a compile in flight is abandoned: nothing half-written is
         ever loaded) and reap it."""
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
+        self.outbox.put(None)
         if self.proc.poll() is None:
             self.proc.kill()
         try:
@@ -267,9 +290,11 @@ def _at_exit() -> None:
         shutdown()
         return
     # end of its input: the worker finishes the jobs it has, writes them to the disk cache and
-    # exits (reparented to init, which reaps it)
+    # exits (reparented to init, which reaps it). Jobs still queued are sent first (a second at
+    # most: past that the worker is busy and the pipe full, and they are left out)
     worker = _worker
     if worker is not None:
+        worker.end_input(timeout=1.0)
         try:
             worker.proc.stdin.close()
         except OSError:
