@@ -15,7 +15,7 @@ of `mean((2x+1)**2)`::
         # step 0: compiled segment (kernel 0)
         a = _contiguous(a, _f32)
         k = _empty((2, 3), _f32)
-        (k, e) = _segment0(_cf, a, k, _S0, _LF0, _LI0)
+        (e,) = _segment0(_cf, a, k, _S0, _LF0, _LI0)  # k: a buffer it wrote
         return (_array(e, _f32), k), ()
 
 Globals of the driver start with `_` (the compiled segments, their shape tables and literal
@@ -245,9 +245,10 @@ class DriverWriter:
             params += [f"_S{n}", f"_LF{n}", f"(_LI{n}_serial if _serial else _LI{n})"]
         types += [("global", f"_S{n}"), ("global", f"_LF{n}"), ("global", f"_LI{n}")]
         self.segment_args[n] = types
-        outs = [self.names[id(v)] for v in seg.outputs]
-        w.line(f"{_tuple(outs) if outs else '_'} = {g}({', '.join(params)})")
         made_by_loops = {id(b) for b in seg.buffers}
+        # the segment returns the values it made; the buffers passed in hold their results
+        outs = [self.names[id(v)] for v in seg.outputs if id(v) not in made_by_loops]
+        w.line(f"{_tuple(outs) if outs else '_'} = {g}({', '.join(params)})")
         for v in seg.outputs:
             if v.ndim == 0:
                 self.form[id(v)] = "number"
