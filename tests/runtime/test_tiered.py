@@ -328,3 +328,33 @@ def test_submitting_a_job_never_waits_for_the_worker(cold_cache):
     finally:
         os.kill(pid, signal.SIGCONT)
         compile_worker.shutdown()
+
+
+def test_a_mode_switch_while_compiling_takes_effect_in_both_tiers(cold_cache):
+    # model.eval() between calls, while the train-mode trace is still compiling and after:
+    # the eager tier runs the module as it is now, the compiled tier retraces for eval
+    def make():
+        tg.manual_seed(3)
+        return nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.Tanh()).to(tg.float64)
+
+    ref, model = make(), make()
+    cm = tg.jit(model, block=False)
+    x = tg.tensor(np.random.default_rng(4).standard_normal((8, 5)))
+    with tg.no_grad():
+        with compile_worker.hold():
+            np.testing.assert_allclose(cm(x).numpy(), ref(x).numpy(), rtol=1e-12)  # train
+            model.eval()
+            ref.eval()
+            np.testing.assert_allclose(cm(x).numpy(), ref(x).numpy(), rtol=1e-12)  # eval, eager
+        assert cm.stats["calls_while_compiling"] == 2
+        assert cm.wait(timeout=600)
+        np.testing.assert_allclose(cm(x).numpy(), ref(x).numpy(), rtol=1e-12)  # eval trace
+        assert cm.wait(timeout=600)
+        np.testing.assert_allclose(cm(x).numpy(), ref(x).numpy(), rtol=1e-12)  # compiled
+        model.train()
+        ref.train()
+        np.testing.assert_allclose(cm(x).numpy(), ref(x).numpy(), rtol=1e-12)  # train, compiled
+    for a, b in zip(model.buffers(), ref.buffers()):  # running stats updated alike
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12)
+    assert cm.stats["traces"] == 2
+    assert cm.stats["calls_while_compiling"] == 3  # the two held, the eval trace's first call

@@ -114,25 +114,26 @@ class Entry:
         self.scalars = compile_scalars(scalars) if scalars else None
         self.checked = bool(self.guards or self.sources or self.object_guards or self.module_guards)
         self._call = executable  # the first call counts compiles; then the CPU driver itself
-        # tiered execution: while the compile worker builds the executables' functions the
-        # calls run eagerly (JitFunction.__call__); `pending` until they are all loaded
-        self.executables = [executable]
-        self.pending = getattr(executable, "pending", False)
+        self._track([executable])
 
-    def compiled_ready(self) -> bool:
-        """Whether the compiled programs may run now (loading them once the worker is done)."""
-        for x in self.executables:
-            if getattr(x, "pending", False) and not x.ready():
-                return False
-        self.pending = False
-        return True
+    def _track(self, executables: list) -> None:
+        """Tiered execution: while the compile worker builds the executables' functions the
+        calls run eagerly (JitFunction.__call__); `pending` until they are all loaded."""
+        self.executables = executables
+        self.pending = any(getattr(x, "pending", False) for x in executables)
 
     def wait(self, timeout: float | None = None) -> bool:
+        """Wait (at most `timeout` seconds each) until the compiled programs are loaded;
+        whether they are."""
         for x in self.executables:
             if getattr(x, "pending", False) and not x.wait(timeout):
                 return False
         self.pending = False
         return True
+
+    def compiled_ready(self) -> bool:
+        """Whether the compiled programs may run now (loading them once the worker is done)."""
+        return self.wait(0)
 
     def guard_failure(self) -> str | None:
         """None when this entry may run now; else why not."""
@@ -222,8 +223,7 @@ class AutogradEntry(Entry):
         super().__init__(tape, tracer, out_tree, executable, False)
         self.program = program
         self.flat_tuple = False
-        self.executables.append(program.backward)
-        self.pending = any(getattr(x, "pending", False) for x in self.executables)
+        self._track([executable, program.backward])
 
     def run(
         self, leaves: list, values: list | None = None, tensors: Any = None, call: Any = None
