@@ -29,6 +29,7 @@ from .functions import *  # noqa: F403
 from .functions import abs, all, any, max, min, pow, sum
 from .io import load, save
 from .runtime import compile, jit  # noqa: A004  (torch.compile)
+from .runtime import heap as _heap
 from .tape import TracerError
 from .tensor import Device, Size, Tensor
 from .trace import make_tape
@@ -42,6 +43,9 @@ for _name in _functions.OUT_FUNCTIONS:
 del _name
 
 __version__ = "0.1.0"
+
+# freed memory stays for the next eager step instead of being faulted in again (runtime/heap.py)
+_heap.tune()
 
 
 # The layers above the core are imported on first use (`tg.nn`, `from tracegrad import optim`,
