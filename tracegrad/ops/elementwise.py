@@ -23,7 +23,15 @@ from .core import (
     shape_of,
     unbroadcast,
 )
-from .kernels import erf_array, exp_array, gelu_array, gelu_grad_array
+from .kernels import (
+    erf_array,
+    exp_array,
+    gelu_array,
+    gelu_grad_array,
+    select_into,
+    select_scalar_x_into,
+    select_scalar_y_into,
+)
 from .shape import expand, full
 
 try:  # numpy >= 2 keeps the floating-point error state in a context variable
@@ -326,9 +334,56 @@ isfinite = unary("isfinite", np.isfinite, None, "math.isfinite({0})", dtype=_boo
 # --------------------------------------------------------------------------------------------
 # where(cond, x, y): the cotangent goes to the side that was chosen
 
+_SELECT_DTYPES = frozenset(map(np.dtype, (np.float32, np.float64, np.int32, np.int64, np.bool_)))
+_SELECT_MIN = 4096  # below it np.where costs less than a kernel call
+
+
+def _select_operand(v: Any, shape: tuple, dtype: np.dtype) -> Any:
+    """`v` as a select kernel takes it: a flat array of `shape` and `dtype`, or a scalar of
+    `dtype` that holds v's exact value; None where it cannot (np.where then runs)."""
+    if isinstance(v, np.ndarray) and v.ndim > 0:
+        if v.shape == shape and v.dtype == dtype and v.flags.c_contiguous:
+            return v.reshape(-1)
+        return None
+    if not isinstance(v, (bool, int, float, np.generic)):
+        return None
+    try:
+        with np.errstate(all="ignore"):
+            s = dtype.type(v)
+    except (OverflowError, ValueError):  # a value out of an integer dtype's range, nan
+        return None
+    exact, want = s.item(), v.item() if isinstance(v, np.generic) else v  # compared in Python
+    return s if exact == want or (exact != exact and want != want) else None  # noqa: PLR0124
+
+
+def _where_forward(c: Any, x: Any, y: Any) -> np.ndarray:
+    """np.where's result; over arrays of one shape (and scalars) the select kernels of
+    ops/kernels.py compute it, the same values without numpy's branch per element."""
+    if (
+        isinstance(c, np.ndarray)
+        and c.dtype == np.bool_
+        and c.size >= _SELECT_MIN
+        and c.flags.c_contiguous
+    ):
+        dtype = result_type(x, y)
+        if dtype in _SELECT_DTYPES:
+            xs = _select_operand(x, c.shape, dtype)
+            ys = _select_operand(y, c.shape, dtype)
+            if xs is not None and ys is not None and (np.ndim(xs) or np.ndim(ys)):
+                out = np.empty(c.shape, dtype)
+                kernel = (
+                    select_into
+                    if np.ndim(xs) and np.ndim(ys)
+                    else (select_scalar_y_into if np.ndim(xs) else select_scalar_x_into)
+                )
+                kernel(c.reshape(-1), xs, ys, out.reshape(-1))
+                return out
+    return np.where(c, x, y)
+
+
 where = defop(
     "where",
-    forward=np.where,
+    forward=_where_forward,
     abstract=lambda c, x, y: Aval(
         broadcast_shapes("where", shape_of(c), shape_of(x), shape_of(y)), result_type(x, y)
     ),
