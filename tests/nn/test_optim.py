@@ -182,7 +182,7 @@ def test_errors_are_pytorchs():
         tg.optim.SGD(tg.zeros(1, requires_grad=True), lr=0.1)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=4),
     dtype=st.sampled_from([np.float32, np.float64]),
@@ -196,32 +196,46 @@ def test_errors_are_pytorchs():
     seed=st.integers(0, 2**16),
 )
 def test_adam_on_arrays_equals_the_tensor_form_bit_for_bit(
-    monkeypatch, shape, dtype, decoupled, amsgrad, maximize, lr, beta1, beta2, wd, seed
+    shape, dtype, decoupled, amsgrad, maximize, lr, beta1, beta2, wd, seed
 ):
-    # eagerly, Adam updates the arrays directly (optim/adam.py: _update_arrays); the tensor
-    # form is what tg.jit traces. Both must give the same bits, step after step
+    # eagerly, Adam updates the arrays directly (optim/adam.py: _update_arrays, one fused
+    # kernel where it applies); the tensor form is what tg.jit traces. All three must give the
+    # same bits, step after step. (A MonkeyPatch per example: hypothesis reuses a fixture's.)
     import tracegrad.optim.adam as adam
 
     rng = np.random.default_rng(seed)
     start = rng.standard_normal(shape).astype(dtype)
     grads = [rng.standard_normal(shape).astype(dtype) * s for s in (1, 0, 1e-3, 50)]
     results = []
-    for fast in (True, False):
-        if not fast:
-            monkeypatch.setattr(adam, "_plain_arrays", lambda *a: False)
-        p = tg.tensor(start.copy(), requires_grad=True)
-        cls = tg.optim.AdamW if decoupled else tg.optim.Adam
-        opt = cls(
-            [p], lr=lr, betas=(beta1, beta2), weight_decay=wd, amsgrad=amsgrad, maximize=maximize
-        )
-        for g in grads:
-            p.grad = tg.tensor(g)
-            opt.step()
-        state = opt.state[p]
-        results.append([p.detach().numpy().copy()] + [state[k].numpy().copy() for k in state])
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
-        assert a.dtype == b.dtype
+    fused_calls = []
+    real_fused = adam._adam_fused
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(adam, "_adam_fused", lambda *a: (fused_calls.append(1), real_fused(*a)))
+        for form in ("fused", "numpy", "tensor"):
+            if form == "numpy":
+                mp.setattr(adam, "_fused", lambda *a: False)
+            if form == "tensor":
+                mp.setattr(adam, "_plain_arrays", lambda *a: False)
+            p = tg.tensor(start.copy(), requires_grad=True)
+            cls = tg.optim.AdamW if decoupled else tg.optim.Adam
+            opt = cls(
+                [p],
+                lr=lr,
+                betas=(beta1, beta2),
+                weight_decay=wd,
+                amsgrad=amsgrad,
+                maximize=maximize,
+            )
+            for g in grads:
+                p.grad = tg.tensor(g)
+                opt.step()
+            state = opt.state[p]
+            results.append([p.detach().numpy().copy()] + [state[k].numpy().copy() for k in state])
+    assert len(fused_calls) == (0 if amsgrad or maximize else len(grads))
+    for a, b, c in zip(*results):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, c)
+        assert a.dtype == b.dtype == c.dtype
 
 
 def test_gradients_are_laid_out_as_their_parameters():

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import creation
+from ..ops.lazy_numba import njit
 from ..tensor import Tensor, tracing
 from .optimizer import Optimizer, check_hyper
 
@@ -128,20 +129,43 @@ def _adam_arrays(P: np.ndarray, G: np.ndarray, st: dict, group: dict, decoupled:
     lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
     if group["maximize"]:
         G = np.negative(G)
+    step = st["step"]._data
+    np.add(step, 1, out=step)
+    M, V = st["exp_avg"]._data, st["exp_avg_sq"]._data
+    weight = 1 - beta1
+    lerp_big = abs(weight) >= 0.5  # Tensor.lerp_'s two forms, as PyTorch rounds them
+    if lerp_big:
+        weight = float(np.asarray(1, P.dtype) - np.asarray(weight, P.dtype))
+    if _fused(P, G, M, V, group):
+        t = step.astype(np.float64)
+        step_size = np.divide(lr, np.subtract(1, np.power(beta1, t)))
+        bias_correction2_sqrt = np.sqrt(np.subtract(1, np.power(beta2, t)))
+        c = P.dtype.type  # each number as numpy casts a Python float against P's dtype
+        _adam_fused(
+            P.reshape(-1),
+            G.reshape(-1),
+            M.reshape(-1),
+            V.reshape(-1),
+            c(1 - lr * wd) if wd and decoupled else c(1),
+            c(wd) if wd and not decoupled else c(0),
+            lerp_big,
+            c(weight),
+            c(beta2),
+            c(1 - beta2) if 1 - beta2 != 1 else c(1),
+            c(bias_correction2_sqrt),
+            c(eps),
+            c(np.negative(step_size)),
+        )
+        return
     if wd:
         if decoupled:
             np.multiply(P, 1 - lr * wd, out=P)
         else:
             G = np.add(G, np.multiply(P, wd))
-    step = st["step"]._data
-    np.add(step, 1, out=step)
-    M, V = st["exp_avg"]._data, st["exp_avg_sq"]._data
     tmp = np.empty_like(P)  # (0-d arrays too: numpy returns scalars unless given an out)
-    weight = 1 - beta1
     np.subtract(G, M, out=tmp)
-    if abs(weight) >= 0.5:  # Tensor.lerp_'s two forms, as PyTorch rounds them
-        rest = float(np.asarray(1, P.dtype) - np.asarray(weight, P.dtype))
-        np.multiply(tmp, rest, out=tmp)
+    if lerp_big:
+        np.multiply(tmp, weight, out=tmp)
         np.subtract(G, tmp, out=M)
     else:
         np.multiply(tmp, weight, out=tmp)
@@ -165,6 +189,36 @@ def _adam_arrays(P: np.ndarray, G: np.ndarray, st: dict, group: dict, decoupled:
     np.divide(M, denom, out=denom)
     np.multiply(denom, np.negative(step_size).astype(P.dtype), out=denom)
     np.add(P, denom, out=P)
+
+
+def _fused(P: np.ndarray, G: np.ndarray, M: np.ndarray, V: np.ndarray, group: dict) -> bool:
+    """Whether `_adam_fused` applies: float32/float64 C-contiguous arrays, no amsgrad or
+    maximize (their few users keep the numpy path)."""
+    return (
+        P.dtype in (np.float32, np.float64)
+        and not group["amsgrad"]
+        and not group["maximize"]
+        and all(a.flags.c_contiguous for a in (P, G, M, V))
+    )
+
+
+@njit(cache=True, error_model="numpy")
+def _adam_fused(P, G, M, V, decay, wd, lerp_big, weight, beta2, scale_gg, bc2, eps, neg_step):  # noqa: ANN001, ANN201, PLR0913
+    """`_adam_arrays`'s numpy path in one pass over the elements: the same operations in the
+    same order on numbers of P's dtype (no fastmath: nothing is contracted or reordered), so
+    the same bits (tests/nn/test_optim.py). For a GPT's 29 parameters: one call each instead
+    of about 13 numpy calls each."""
+    for i in range(P.size):
+        p = P[i] * decay if decay != 1 else P[i]
+        g = G[i] + p * wd if wd != 0 else G[i]
+        d = g - M[i]
+        m = g - d * weight if lerp_big else M[i] + d * weight
+        gg = g * g
+        v = V[i] * beta2 + (gg * scale_gg if scale_gg != 1 else gg)
+        den = np.sqrt(v) / bc2 + eps
+        P[i] = p + (m / den) * neg_step
+        M[i] = m
+        V[i] = v
 
 
 class AdamW(Adam):
