@@ -247,3 +247,39 @@ def test_gradients_are_laid_out_as_their_parameters():
     g = lin.weight.grad.numpy()
     assert g.flags.c_contiguous
     np.testing.assert_allclose(g, np.tile(x.numpy().sum(0), (4, 1)), rtol=1e-6)
+
+
+def test_adam_hyperparameters_changed_between_eager_steps_take_effect():
+    # the fused eager pass reads lr, betas, eps and weight_decay at every step: changing them
+    # (a scheduler, a user) must give the tensor form's bits, not the first step's numbers
+    import tracegrad.optim.adam as adam
+
+    rng = np.random.default_rng(0)
+    start = rng.standard_normal((64, 65)).astype(np.float32)
+    grads = [rng.standard_normal(start.shape).astype(np.float32) for _ in range(4)]
+    changes = [
+        {},
+        {"lr": 0.3},
+        {"betas": (0.5, 0.9), "eps": 1e-3},
+        {"weight_decay": 0.5, "lr": 0.01},
+    ]
+    results = []
+    for tensor_form in (False, True):
+        with pytest.MonkeyPatch.context() as mp:
+            if tensor_form:
+                mp.setattr(adam, "_plain_arrays", lambda *a: False)
+            p = tg.tensor(start.copy(), requires_grad=True)
+            opt = tg.optim.AdamW([p], lr=0.1)
+            for g, change in zip(grads, changes):
+                opt.param_groups[0].update(change)
+                p.grad = tg.tensor(g)
+                opt.step()
+            results.append(p.detach().numpy().copy())
+    np.testing.assert_array_equal(results[0], results[1])
+    # and the changes mattered: the same steps without them end elsewhere
+    p = tg.tensor(start.copy(), requires_grad=True)
+    opt = tg.optim.AdamW([p], lr=0.1)
+    for g in grads:
+        p.grad = tg.tensor(g)
+        opt.step()
+    assert not np.array_equal(p.detach().numpy(), results[0])

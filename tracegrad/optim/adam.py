@@ -136,10 +136,10 @@ def _adam_arrays(P: np.ndarray, G: np.ndarray, st: dict, group: dict, decoupled:
     lerp_big = abs(weight) >= 0.5  # Tensor.lerp_'s two forms, as PyTorch rounds them
     if lerp_big:
         weight = float(np.asarray(1, P.dtype) - np.asarray(weight, P.dtype))
+    t = step.astype(np.float64)  # the bias corrections depend on the step alone
+    step_size = np.divide(lr, np.subtract(1, np.power(beta1, t)))
+    bias_correction2_sqrt = np.sqrt(np.subtract(1, np.power(beta2, t)))
     if _fused(P, G, M, V, group):
-        t = step.astype(np.float64)
-        step_size = np.divide(lr, np.subtract(1, np.power(beta1, t)))
-        bias_correction2_sqrt = np.sqrt(np.subtract(1, np.power(beta2, t)))
         c = P.dtype.type  # each number as numpy casts a Python float against P's dtype
         _adam_fused(
             P.reshape(-1),
@@ -164,20 +164,16 @@ def _adam_arrays(P: np.ndarray, G: np.ndarray, st: dict, group: dict, decoupled:
             G = np.add(G, np.multiply(P, wd))
     tmp = np.empty_like(P)  # (0-d arrays too: numpy returns scalars unless given an out)
     np.subtract(G, M, out=tmp)
+    np.multiply(tmp, weight, out=tmp)
     if lerp_big:
-        np.multiply(tmp, weight, out=tmp)
         np.subtract(G, tmp, out=M)
     else:
-        np.multiply(tmp, weight, out=tmp)
         np.add(M, tmp, out=M)
     np.multiply(V, beta2, out=V)
     np.multiply(G, G, out=tmp)
     if 1 - beta2 != 1:
         np.multiply(tmp, 1 - beta2, out=tmp)
     np.add(V, tmp, out=V)
-    t = step.astype(np.float64)
-    step_size = np.divide(lr, np.subtract(1, np.power(beta1, t)))
-    bias_correction2_sqrt = np.sqrt(np.subtract(1, np.power(beta2, t)))
     second = V
     if group["amsgrad"]:
         second = st["max_exp_avg_sq"]._data
